@@ -1,0 +1,23 @@
+"""discodiff: diffusion models for continuous and discrete data on one core.
+
+Every method exposes ``loss(batch)``, ``nll(batch)`` and ``sample(...)``; see
+:mod:`discodiff.base`. Time runs over [0, 1] with data at t = 0 and noise at t = 1.
+"""
+
+from . import data, gaussian, nets
+from .base import Batch, LossOutput, Method, NLLOutput, SampleOutput
+from .schedules import SCHEDULES
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SCHEDULES",
+    "Batch",
+    "LossOutput",
+    "Method",
+    "NLLOutput",
+    "SampleOutput",
+    "data",
+    "gaussian",
+    "nets",
+]

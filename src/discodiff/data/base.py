@@ -1,0 +1,148 @@
+"""Data sources: what a data set is (:class:`DataInfo`), how training batches stream from it, and
+how its samples are saved, drawn and scored.
+
+A data source yields tensors of documented shape and dtype: continuous data as float
+``(N, *event_shape)`` (quantized data scaled to [-1, 1] with its number of levels recorded), token
+data as long ``(N, L)``, labels as long ``(N,)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..registry import Registry
+
+DATASETS: Registry[Callable[..., DataSource]] = Registry("data set")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a method needs to know about its data.
+
+    Attributes:
+        event_shape: shape of one example, e.g. ``(2,)``, ``(1, 8, 8)`` or ``(L,)``.
+        kind: ``"continuous"`` (float values) or ``"tokens"`` (long category ids).
+        levels: quantized continuous data: number of evenly spaced values in [-1, 1].
+        vocab_size: token data: number of categories.
+        num_classes: number of class labels (0: unlabelled).
+        value_range: continuous data bounded by ``|x| <= value_range`` (used to clip x0).
+        unit: name of the likelihood unit reported by ``eval``.
+    """
+
+    event_shape: tuple[int, ...]
+    kind: Literal["continuous", "tokens"] = "continuous"
+    levels: int | None = None
+    vocab_size: int | None = None
+    num_classes: int = 0
+    value_range: float | None = None
+    unit: Literal["bits_per_dim", "bits_per_char"] = "bits_per_dim"
+
+
+class TrainStream(ABC):
+    """An endless, resumable stream of training examples."""
+
+    @abstractmethod
+    def next(self, n: int) -> tuple[Tensor, Tensor | None]:
+        """The next ``n`` examples and their labels (or ``None``)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Tensor]:
+        """Everything needed to continue the stream exactly."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
+
+
+class TensorStream(TrainStream):
+    """Epochs over a fixed tensor in a seeded random order (the order of epoch e depends only on
+    the seed and e, so the position (epoch, offset) is the whole state)."""
+
+    def __init__(self, x: Tensor, cond: Tensor | None, seed: int) -> None:
+        if len(x) == 0:
+            raise ValueError("the training split is empty")
+        self.x, self.cond, self.seed = x, cond, seed
+        self.epoch, self.offset = 0, 0
+        self._order = self._permutation(0)
+
+    def _permutation(self, epoch: int) -> Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.x), generator=g)
+
+    def next(self, n: int) -> tuple[Tensor, Tensor | None]:
+        idx = []
+        while n > 0:
+            take = min(n, len(self.x) - self.offset)
+            idx.append(self._order[self.offset : self.offset + take])
+            self.offset += take
+            n -= take
+            if self.offset == len(self.x):
+                self.epoch, self.offset = self.epoch + 1, 0
+                self._order = self._permutation(self.epoch)
+        index = torch.cat(idx)
+        return self.x[index], None if self.cond is None else self.cond[index]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"epoch": torch.tensor(self.epoch), "offset": torch.tensor(self.offset)}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self._order = self._permutation(self.epoch)
+
+
+class GeneratedStream(TrainStream):
+    """Fresh samples from a sampler ``draw(n, generator)`` with its own seeded generator."""
+
+    def __init__(self, draw: Callable[[int, torch.Generator], tuple[Tensor, Tensor | None]], seed: int):
+        self.draw = draw
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self, n: int) -> tuple[Tensor, Tensor | None]:
+        return self.draw(n, self.generator)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class DataSource(ABC):
+    """A data set: its info, a training stream, fixed evaluation splits, and how to show samples."""
+
+    info: DataInfo
+
+    @abstractmethod
+    def train_stream(self, seed: int) -> TrainStream:
+        """A resumable stream over the training data."""
+
+    @abstractmethod
+    def split(self, name: Literal["val", "test"]) -> tuple[Tensor, Tensor | None]:
+        """A fixed evaluation split: examples and labels (or ``None``)."""
+
+    @abstractmethod
+    def save_samples(self, samples: Tensor, stem: Path, cond: Tensor | None = None) -> list[Path]:
+        """Write samples next to ``stem`` (arrays as .npy plus a picture, text as UTF-8)."""
+
+    def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
+        """Sample-quality metrics against the test split (none by default)."""
+        return {}
+
+    def plot_trajectory(self, trajectory: list[tuple[float, Tensor]], path: Path) -> Path | None:
+        """Draw x_t at several t, where a picture fits (nothing by default)."""
+        return None
+
+
+def check_finite(x: Tensor, what: str) -> None:
+    """Refuse data with NaN or infinite values, naming where they are."""
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x.reshape(len(x), -1))).any(dim=1).nonzero().flatten()
+        raise ValueError(
+            f"{what} contains NaN or infinite values in {len(bad)} example(s), first at index {int(bad[0])}"
+        )

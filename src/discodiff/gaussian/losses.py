@@ -1,0 +1,164 @@
+r"""Gaussian diffusion loss terms: weighted denoising MSE and the variational bound's pieces.
+
+All per-example terms are summed over data dimensions and returned in nats, ``(B,)``.
+
+Variational bound (Ho et al. 2020, Eq. 5; Kingma et al. 2021, Eq. 11):
+
+.. math::
+    -\log p(x_0) \le \underbrace{D_{KL}(q(x_1|x_0)\,\|\,p(x_1))}_{\text{prior}}
+    + \sum_{i=2}^{T} \underbrace{D_{KL}(q(x_{t_{i-1}}|x_{t_i},x_0)\,\|\,
+      p_\theta(x_{t_{i-1}}|x_{t_i}))}_{\text{diffusion}}
+    \underbrace{- \log p_\theta(x_0|x_{t_1})}_{\text{reconstruction}}
+
+Its continuous-time limit replaces the sum by
+:math:`-\tfrac12\int \lambda'(t)\,\|\epsilon-\hat\epsilon\|^2\,dt
+= \tfrac12\int_{\lambda_{min}}^{\lambda_{max}}\|\epsilon-\hat\epsilon\|^2\,d\lambda`
+(Kingma et al. 2021, Eq. 17 written in log-SNR), which is Song et al.'s likelihood weighting.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.special import log_ndtr
+
+from ..utils import sum_except_batch
+from .process import GaussianProcess
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def eps_mse_weight(weighting: str, alpha: Tensor, sigma: Tensor, *, min_snr_gamma: float = 5.0) -> Tensor:
+    r"""Per-example weight :math:`w(t)` on :math:`\|\epsilon-\hat\epsilon\|^2`.
+
+    - ``"eps"``: 1, DDPM's :math:`L_{simple}` (Ho et al. 2020, Eq. 14).
+    - ``"x0"``: :math:`1/\mathrm{SNR}`, i.e. the MSE on :math:`x_0`.
+    - ``"v"``: :math:`((\alpha^2+\sigma^2)/\alpha)^2`, the MSE on v (Salimans & Ho 2022);
+      :math:`1 + 1/\mathrm{SNR}` for VP.
+    - ``"min_snr"``: :math:`\min(1, \gamma/\mathrm{SNR})`, min-SNR-:math:`\gamma` (Hang et al. 2023,
+      Eq. 7, eps form).
+    """
+    snr = alpha**2 / sigma**2
+    if weighting == "eps":
+        return torch.ones_like(snr)
+    if weighting == "x0":
+        return 1 / snr
+    if weighting == "v":
+        return ((alpha**2 + sigma**2) / alpha) ** 2
+    if weighting == "min_snr":
+        return torch.clamp(min_snr_gamma / snr, max=1.0)
+    raise ValueError(f"unknown weighting {weighting!r}; allowed: eps, x0, v, min_snr")
+
+
+def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
+    r"""Elementwise :math:`D_{KL}(\mathcal N(\mu_1,e^{l_1})\,\|\,\mathcal N(\mu_2,e^{l_2}))`."""
+    return 0.5 * (
+        logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2) - 1
+    )
+
+
+def gaussian_log_likelihood(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    r"""Elementwise :math:`\log\mathcal N(x;\mu,e^{2\log s})`."""
+    return -0.5 * LOG_2PI - log_std - 0.5 * ((x - mean) * torch.exp(-log_std)) ** 2
+
+
+def _log1mexp(a: Tensor) -> Tensor:
+    r""":math:`\log(1 - e^{a})` for :math:`a \le 0`, stable at both ends (Maechler 2012)."""
+    return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
+
+
+def log_normal_interval(a: Tensor, b: Tensor) -> Tensor:
+    r""":math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b` (either may be infinite), stable in
+    both tails: for :math:`a > 0` it uses :math:`\Phi(-a) - \Phi(-b)`."""
+    upper = a > 0
+    lo = torch.where(upper, log_ndtr(-b), log_ndtr(a))
+    hi = torch.where(upper, log_ndtr(-a), log_ndtr(b))
+    return hi + _log1mexp(lo - hi)
+
+
+def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_std: Tensor, levels: int) -> Tensor:
+    r"""Elementwise log-probability of the level ``x`` under a discretized Gaussian.
+
+    Ho et al. 2020, Eq. 13: data with ``levels`` values evenly spaced in [-1, 1]; each level owns
+    the bin :math:`[x-\delta, x+\delta]`, :math:`\delta = 1/(\text{levels}-1)`, and the two end
+    bins extend to :math:`\mp\infty`, so the probabilities over the levels sum to 1. Computed in
+    float64.
+    """
+    if levels < 2:
+        raise ValueError(f"a discretized decoder needs at least 2 levels, got {levels}")
+    x, mean, log_std = (v.to(torch.float64) for v in (x, mean, log_std))
+    delta = 1.0 / (levels - 1)
+    inv_std = torch.exp(-log_std)
+    a = torch.where(x < -1 + delta, -math.inf, (x - delta - mean) * inv_std)
+    b = torch.where(x > 1 - delta, math.inf, (x + delta - mean) * inv_std)
+    return log_normal_interval(a, b)
+
+
+def reverse_log_variance(
+    process: GaussianProcess, s: Tensor, t: Tensor, var_frac: Tensor | None, kind: str
+) -> Tensor:
+    r"""Log-variance of :math:`p_\theta(x_s|x_t)` for 0 < s < t (float64, per example or elementwise).
+
+    ``"small"``: the posterior variance :math:`\tilde\sigma^2`; ``"large"``: the forward
+    transition variance :math:`\sigma_{t|s}^2` (DDPM's two choices, Ho et al. 2020, Sec. 3.2);
+    with a learned ``var_frac`` f: :math:`f\log\sigma_{t|s}^2 + (1-f)\log\tilde\sigma^2`.
+    """
+    _, _, post_var = process.posterior_coefficients(s, t)
+    _, trans_var = process.transition(s, t)
+    log_small, log_large = torch.log(post_var), torch.log(trans_var)
+    if var_frac is not None:
+        shape = (-1,) + (1,) * (var_frac.dim() - 1)
+        f = var_frac.to(torch.float64)
+        return f * log_large.reshape(shape) + (1 - f) * log_small.reshape(shape)
+    if kind == "small":
+        return log_small
+    if kind == "large":
+        return log_large
+    raise ValueError(f"unknown reverse variance {kind!r}; allowed: small, large")
+
+
+def diffusion_step_kl(
+    process: GaussianProcess,
+    x0: Tensor,
+    x_t: Tensor,
+    x0_hat: Tensor,
+    s: Tensor,
+    t: Tensor,
+    log_var: Tensor,
+) -> Tensor:
+    r""":math:`D_{KL}(q(x_s|x_t,x_0)\,\|\,p_\theta(x_s|x_t))`, summed over dims, (B,) nats.
+
+    :math:`p_\theta(x_s|x_t) = \mathcal N(\tilde\mu(x_t, \hat x_0), e^{\text{log\_var}})`: the
+    posterior with :math:`\hat x_0` in place of :math:`x_0` (Ho et al. 2020, Eq. 7 and 11).
+    """
+    mean_q, var_q = process.posterior(x_t.double(), x0.double(), s, t)
+    mean_p, _ = process.posterior(x_t.double(), x0_hat.double(), s, t)
+    log_var = log_var.to(torch.float64)
+    if log_var.dim() == 1:
+        log_var = log_var.reshape((-1,) + (1,) * (x0.dim() - 1))
+    kl = normal_kl(mean_q, torch.log(var_q), mean_p, log_var)
+    return sum_except_batch(kl)
+
+
+def reconstruction_nll(x0: Tensor, x0_hat: Tensor, log_std: Tensor, levels: int | None) -> Tensor:
+    r""":math:`-\log p_\theta(x_0|x_{t_1})`, (B,) nats: a Gaussian around :math:`\hat x_0`,
+    discretized over ``levels`` for quantized data (a density otherwise)."""
+    log_std = log_std.to(torch.float64).reshape((-1,) + (1,) * (x0.dim() - 1))
+    if levels is None:
+        ll = gaussian_log_likelihood(x0.double(), x0_hat.double(), log_std)
+    else:
+        ll = discretized_gaussian_log_likelihood(x0, x0_hat, log_std, levels)
+    return -sum_except_batch(ll)
+
+
+def prior_kl(process: GaussianProcess, x0: Tensor, t_max: float) -> Tensor:
+    r""":math:`D_{KL}(q(x_{t_{max}}|x_0)\,\|\,\mathcal N(0, s_{prior}^2 I))`, (B,) nats."""
+    t = torch.full((x0.shape[0],), t_max, dtype=torch.float64, device=x0.device)
+    alpha, sigma = process.alpha_sigma(t)
+    shape = (-1,) + (1,) * (x0.dim() - 1)
+    mean = alpha.reshape(shape) * x0.double()
+    logvar = torch.log(sigma**2).reshape(shape).expand_as(mean)
+    prior_logvar = torch.full_like(mean, 2 * math.log(process.prior_std(t_max)))
+    return sum_except_batch(normal_kl(mean, logvar, torch.zeros_like(mean), prior_logvar))
