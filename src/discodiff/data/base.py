@@ -20,6 +20,9 @@ from torch import Tensor
 from ..registry import Registry
 
 DATASETS: Registry[Callable[..., DataSource]] = Registry("data set")
+"""Data set builders: ``build(config, state=None) -> DataSource``. ``state`` is what an earlier
+:meth:`DataSource.state_dict` returned (e.g. a vocabulary saved with a run); given it, the data
+set must rebuild the same encoding without re-deriving it."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,10 @@ class DataSource(ABC):
     @abstractmethod
     def save_samples(self, samples: Tensor, stem: Path, cond: Tensor | None = None) -> list[Path]:
         """Write samples next to ``stem`` (arrays as .npy plus a picture, text as UTF-8)."""
+
+    def state_dict(self) -> dict:
+        """JSON-serializable state saved with a run (a vocabulary, say); empty by default."""
+        return {}
 
     def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
         """Sample-quality metrics against the test split (none by default)."""

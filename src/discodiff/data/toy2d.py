@@ -142,5 +142,5 @@ class Toy2D(DataSource):
 
 
 @DATASETS.register("toy2d", config=Toy2DConfig)
-def build_toy2d(config: Toy2DConfig) -> Toy2D:
+def build_toy2d(config: Toy2DConfig, state: dict | None = None) -> Toy2D:
     return Toy2D(config)
