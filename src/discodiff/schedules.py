@@ -149,7 +149,8 @@ class CosineSchedule(Schedule):
 
     def sigma_bar(self, t: Tensor) -> Tensor:
         theta0 = self.s / (1 + self.s) * (math.pi / 2)
-        return -2 * (torch.log(torch.cos(self._theta(t))) - math.log(math.cos(theta0)))
+        # clamp: rounding could give -1e-20 at t = 0, and sqrt(1 - alpha_bar) would be NaN
+        return (-2 * (torch.log(torch.cos(self._theta(t))) - math.log(math.cos(theta0)))).clamp(min=0)
 
     def dsigma_bar(self, t: Tensor) -> Tensor:
         return 2 * torch.tan(self._theta(t)) * (math.pi / 2) / (1 + self.s)
