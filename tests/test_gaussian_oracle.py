@@ -10,12 +10,12 @@ the same ``net(x_t, t, cond)`` path any user network takes.
 
 import pytest
 import torch
-from oracles import ring_mixture
 
 from discodiff.base import Batch
 from discodiff.gaussian import GaussianConfig, GaussianDiffusion
 from discodiff.metrics.w2 import wasserstein2
 from discodiff.schedules import GeometricStdSchedule, LinearSchedule
+from oracles import ring_mixture
 
 N = 2000
 W2_TOL = 0.30
@@ -54,8 +54,10 @@ def test_every_sampler_reaches_the_data(setup, sampler, reference):
 def test_deterministic_samplers_agree():
     """Euler, Heun and adaptive dopri5 solve the same probability-flow ODE from the same noise."""
     model = oracle_model("vp_sde")
-    outs = {s: model.sample(500, sampler=s, generator=torch.Generator().manual_seed(3)).x
-            for s in ("ode_euler", "ode_heun", "ode_adaptive", "ddim")}
+    outs = {
+        s: model.sample(500, sampler=s, generator=torch.Generator().manual_seed(3)).x
+        for s in ("ode_euler", "ode_heun", "ode_adaptive", "ddim")
+    }
     for s in ("ode_euler", "ddim"):
         assert (outs[s] - outs["ode_adaptive"]).abs().max() < 0.05
     assert (outs["ode_heun"] - outs["ode_adaptive"]).abs().max() < 0.01

@@ -1,6 +1,8 @@
 """Gaussian forward processes against brute force: iterated transitions, Gaussian conditioning,
 parameterization round trips, SDE coefficients."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -25,14 +27,16 @@ def test_iterated_one_step_transitions_match_marginal(proc):
     gen = torch.Generator().manual_seed(0)
     x0 = torch.tensor([[1.5, -0.5]], dtype=torch.float64).repeat(20_000, 1)
     x = x0.clone()
-    for s, t in zip(grid[:-1], grid[1:]):
+    for s, t in itertools.pairwise(grid):
         a_ts, var_ts = proc.transition(_t(s), _t(t))
         mean_coef, var = a_ts * mean_coef, a_ts**2 * var + var_ts
         x = a_ts * x + torch.sqrt(var_ts) * torch.randn(x.shape, generator=gen, dtype=torch.float64)
     alpha, sigma = proc.alpha_sigma(_t(grid[-1]))
     torch.testing.assert_close(mean_coef / proc.alpha_sigma(_t(0.0))[0], alpha, rtol=1e-9, atol=0)
     torch.testing.assert_close(torch.sqrt(var), sigma, rtol=1e-6, atol=1e-9)
-    direct = proc.marginal(x0, _t(grid[-1]).expand(len(x0)), torch.randn(x0.shape, generator=gen, dtype=torch.float64))
+    direct = proc.marginal(
+        x0, _t(grid[-1]).expand(len(x0)), torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    )
     for sample in (x, direct):  # 20k samples: 4.5 standard errors
         se = float(sigma) / 20_000**0.5
         torch.testing.assert_close(sample.mean(0), (alpha * x0[0]).to(sample.dtype), atol=4.5 * se, rtol=0)
@@ -82,7 +86,7 @@ def test_sde_coefficients_generate_the_marginals(proc):
     f, g2 = proc.drift_diffusion(t)
     a_p, s_p = proc.alpha_sigma(t + h)
     a_m, s_m = proc.alpha_sigma(t - h)
-    alpha, sigma = proc.alpha_sigma(t)
+    _, sigma = proc.alpha_sigma(t)
     torch.testing.assert_close(f, (torch.log(a_p) - torch.log(a_m)) / (2 * h), rtol=1e-5, atol=1e-7)
     dvar = (s_p**2 - s_m**2) / (2 * h)
     torch.testing.assert_close(dvar, 2 * f * sigma**2 + g2, rtol=1e-5, atol=1e-7)

@@ -175,8 +175,8 @@ class Trainer:
             loss, _, metrics = self.loss_module(batch)
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"loss became {float(loss)} at step {self.step + 1}; training stopped. The last good "
-                f"checkpoint is {self.last_checkpoint()}; lower train.lr or check the data, then "
+                f"loss became {float(loss.detach())} at step {self.step + 1}; training stopped. The last "
+                f"good checkpoint is {self.last_checkpoint()}; lower train.lr or check the data, then "
                 "resume with --resume"
             )
         self.opt.zero_grad(set_to_none=True)
