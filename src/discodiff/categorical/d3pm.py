@@ -31,6 +31,7 @@ divided by the number of tokens. (D3PM's code weights the cross-entropy against 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -292,7 +293,7 @@ class D3PM(Method):
         trajectory = [(1.0, x.clone())] if return_trajectory else []
         nfe_before = self.nfe
         with torch.no_grad():
-            pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist()))
+            pairs = list(itertools.pairwise(grid.tolist()))
             for k, (i, j) in enumerate(tqdm(pairs, desc=sampler, disable=not progress, leave=False)):
                 t = torch.full((shape[0],), i / self.T, dtype=torch.float64, device=device)
                 s = torch.full((shape[0],), j / self.T, dtype=torch.float64, device=device)

@@ -112,9 +112,9 @@ class GridTransition(MatrixTransition):
         return out
 
     def kernel_matrices(self, s: Tensor, t: Tensor) -> Tensor:
-        pairs = torch.stack([self.grid_index(s), self.grid_index(t)], dim=1)
-        unique, inverse = torch.unique(pairs, dim=0, return_inverse=True)
-        mats = torch.stack([self.span(j, k) for j, k in unique.tolist()])
+        keys = self.grid_index(s) * (self.timesteps + 1) + self.grid_index(t)
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        mats = torch.stack([self.span(*divmod(key, self.timesteps + 1)) for key in unique.tolist()])
         return mats[inverse]
 
     def log_stationary(self) -> Tensor:
