@@ -26,15 +26,18 @@ def log1mexp(x: Tensor) -> Tensor:
 
 
 def log_normalize(log_p: Tensor) -> Tensor:
-    r""":math:`\log p_j - \log\sum_k p_k` over the last dimension."""
-    return log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)
+    r""":math:`\log p_j - \log\sum_k p_k` over the last dimension (``log_softmax``, which keeps only
+    its output for the backward pass and handles ``-inf`` entries)."""
+    return torch.log_softmax(log_p, dim=-1)
 
 
 def categorical_kl(log_q: Tensor, log_p: Tensor) -> Tensor:
     r""":math:`D_{KL}(q\,\|\,p) = \sum_j q_j(\log q_j - \log p_j)` over the last dimension.
 
     Terms with :math:`q_j = 0` are 0 (also where :math:`p_j = 0`), and their gradient with respect
-    to ``log_p`` is 0. ``log_q`` and ``log_p`` broadcast against each other.
+    to ``log_p`` is 0. ``log_q`` and ``log_p`` broadcast against each other. When only ``log_p``
+    needs a gradient (a fixed target, as in every bound here), the backward pass keeps just
+    ``log_q``: :math:`\partial D/\partial\log p_j = -q_j`.
 
     Args:
         log_q: ``(..., S)`` normalized log-probabilities of the first argument.
@@ -43,9 +46,29 @@ def categorical_kl(log_q: Tensor, log_p: Tensor) -> Tensor:
     Returns:
         ``(...)`` KL divergences in nats.
     """
+    if not log_q.requires_grad:
+        return _KLToTarget.apply(log_q, log_p)
     q = log_q.exp()
     diff = torch.where(q > 0, log_q - log_p, 0.0)
     return (q * diff).sum(dim=-1)
+
+
+class _KLToTarget(torch.autograd.Function):
+    """:func:`categorical_kl` for a constant ``log_q``: saves ``log_q`` only."""
+
+    @staticmethod
+    def forward(ctx, log_q: Tensor, log_p: Tensor) -> Tensor:
+        terms = log_q - log_p
+        terms.masked_fill_(log_q == NEG_INF, 0.0)
+        terms.mul_(log_q.exp())
+        ctx.save_for_backward(log_q)
+        ctx.log_p_shape = log_p.shape
+        return terms.sum(dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:
+        (log_q,) = ctx.saved_tensors
+        return None, _unbroadcast(-grad[..., None] * log_q.exp(), ctx.log_p_shape)
 
 
 def log_matmul(log_p: Tensor, matrix: Tensor) -> Tensor:
@@ -70,25 +93,31 @@ def log_matmul(log_p: Tensor, matrix: Tensor) -> Tensor:
 
 
 class _LogAddExp(torch.autograd.Function):
-    """``torch.logaddexp`` whose gradient is 0, not NaN, where both inputs are ``-inf``."""
+    r"""``torch.logaddexp`` whose gradient is 0, not NaN, where both inputs are ``-inf``.
+
+    The backward pass keeps one weight tensor :math:`w = e^{a - \mathrm{out}}` (the gradient
+    with respect to a; :math:`1 - w` is b's) and a mask of the both-``-inf`` entries, instead of
+    both inputs and the output.
+    """
 
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
         out = torch.logaddexp(a, b)
-        ctx.save_for_backward(a, b, out)
+        vanished = out == NEG_INF
+        weight = (a - out).exp_().masked_fill_(vanished | (a == NEG_INF), 0.0)
+        ctx.save_for_backward(weight, vanished)
+        ctx.shapes = (a.shape, b.shape)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        a, b, out = ctx.saved_tensors
-        grads = []
-        for i, x in enumerate((a, b)):
-            if not ctx.needs_input_grad[i]:
-                grads.append(None)
-                continue
-            weight = torch.where(x == NEG_INF, 0.0, torch.exp(x - out))  # d out / d x = e^{x - out}
-            grads.append(_unbroadcast(grad * weight, x.shape))
-        return grads[0], grads[1]
+        weight, vanished = ctx.saved_tensors
+        shape_a, shape_b = ctx.shapes
+        grad_a = _unbroadcast(grad * weight, shape_a) if ctx.needs_input_grad[0] else None
+        grad_b = None
+        if ctx.needs_input_grad[1]:
+            grad_b = _unbroadcast(grad * (1 - weight).masked_fill_(vanished, 0.0), shape_b)
+        return grad_a, grad_b
 
 
 def _unbroadcast(grad: Tensor, shape: torch.Size) -> Tensor:

@@ -125,7 +125,8 @@ class Transition(nn.Module, ABC):
         Returns:
             ``(B, *D, S)`` log-probabilities over :math:`x_s`.
         """
-        log_joint = self.log_likelihood(x_t, s, t, dtype=dtype) + self.log_marginal(x0, s, dtype=dtype)
+        log_joint = self.log_likelihood(x_t, s, t, dtype=dtype)
+        log_joint += self.log_marginal(x0, s, dtype=dtype)  # long inputs: never part of a graph
         return log_normalize(log_joint)
 
     def log_posterior_expected(self, x_t: Tensor, log_p0: Tensor, s: TimeLike, t: TimeLike) -> Tensor:
@@ -147,10 +148,17 @@ class Transition(nn.Module, ABC):
         Returns:
             ``(B, *D, S)`` log-probabilities over :math:`x_s`, in ``log_p0``'s dtype.
         """
-        log_lik0 = self.log_likelihood(x_t, 0.0, t, dtype=log_p0.dtype)[..., : self.vocab_size]
-        log_w = torch.where(log_lik0 > NEG_INF, log_p0 - log_lik0, NEG_INF)
-        log_joint = self.log_likelihood(x_t, s, t, dtype=log_p0.dtype) + self.log_propagate(log_w, 0.0, s)
+        log_joint = self.log_propagate(self._likelihood_ratio(x_t, log_p0, t), 0.0, s)
+        log_joint += self.log_likelihood(x_t, s, t, dtype=log_p0.dtype)
         return log_normalize(log_joint)
+
+    def _likelihood_ratio(self, x_t: Tensor, log_p0: Tensor, t: TimeLike) -> Tensor:
+        r""":math:`\log(\hat p(x_0)/q(x_t|x_0))` where :math:`q(x_t|x_0) > 0`, else ``-inf``; ``(B, *D, K)``.
+
+        A separate function so that the likelihood column is freed before the propagation.
+        """
+        log_lik0 = self.log_likelihood(x_t, 0.0, t, dtype=log_p0.dtype)[..., : self.vocab_size]
+        return torch.where(log_lik0 > NEG_INF, log_p0 - log_lik0, NEG_INF)
 
     def log_posterior_joint(self, x_t: Tensor, log_p0: Tensor, s: TimeLike, t: TimeLike) -> Tensor:
         r"""Posterior of the joint, :math:`\propto \sum_{x_0}\tilde p(x_0)\,q(x_s, x_t|x_0)` (D3PM's form).
@@ -169,7 +177,8 @@ class Transition(nn.Module, ABC):
         Returns:
             ``(B, *D, S)`` log-probabilities over :math:`x_s`, in ``log_p0``'s dtype.
         """
-        log_joint = self.log_likelihood(x_t, s, t, dtype=log_p0.dtype) + self.log_propagate(log_p0, 0.0, s)
+        log_joint = self.log_propagate(log_p0, 0.0, s)
+        log_joint += self.log_likelihood(x_t, s, t, dtype=log_p0.dtype)
         return log_normalize(log_joint)
 
     def restrict_x0(self, log_p0: Tensor, x_t: Tensor, t: TimeLike) -> Tensor:
