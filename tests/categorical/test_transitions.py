@@ -201,3 +201,35 @@ def test_bad_construction_arguments_raise():
         RateMatrixTransition(torch.ones(3, 3), CosineSchedule())
     with pytest.raises(ValueError, match="non-negative"):
         CASES[IDS.index("marginal")][1].__class__(CosineSchedule(), torch.tensor([0.5, -0.1, 0.6]))
+
+
+@pytest.mark.parametrize(
+    ("name", "tr", "steps", "ct"), [c for c in CASES if c[3]], ids=[c[0] for c in CASES if c[3]]
+)
+def test_reverse_rates_against_dense_bayes_and_the_discrete_limit(name, tr, steps, ct):
+    gen = torch.Generator().manual_seed(5)
+    x = torch.arange(tr.num_states)
+    log_p = torch.log_softmax(torch.randn(tr.num_states, tr.vocab_size, generator=gen, dtype=F64), -1)
+    t = 0.4
+    sb, dsb = (
+        tr.schedule.sigma_bar(torch.tensor([0.0, t], dtype=F64)),
+        tr.schedule.dsigma_bar(torch.tensor(t, dtype=F64)),
+    )
+    g = tr.generator_row(x, dtype=F64).numpy()
+    q_t = scipy.linalg.expm((sb[1] - sb[0]).item() * g)  # Q(0, t)
+    rates = tr.reverse_rates(x, log_p, t).numpy()
+    np.testing.assert_allclose(rates.sum(axis=1), 0.0, atol=1e-9)
+    for z in range(tr.num_states):
+        w = log_p[z].exp().numpy() * (q_t[: tr.vocab_size, z] > 0)
+        if w.sum() == 0:
+            continue
+        w = w / w.sum() / np.where(q_t[: tr.vocab_size, z] > 0, q_t[: tr.vocab_size, z], 1.0)
+        want = float(dsb) * g[:, z] * (np.pad(w, (0, tr.num_states - tr.vocab_size)) @ q_t)
+        want[z] = 0.0
+        want[z] = -want.sum()
+        np.testing.assert_allclose(rates[z], want, rtol=1e-9, atol=1e-12, err_msg=f"{name} z={z}")
+    h = 1e-7  # p(x_{t-h} = y | x_t = x) / h -> rate(x -> y)
+    step = tr.log_posterior_expected(x, log_p, t - h, t).exp().numpy() / h
+    off = ~np.eye(tr.num_states, dtype=bool)
+    reachable = (q_t[: tr.vocab_size].sum(axis=0) > 0)[:, None] & off
+    np.testing.assert_allclose(step[reachable], rates[reachable], rtol=1e-5, atol=1e-5)  # two jumps: O(h)

@@ -208,7 +208,7 @@ class D3PM(Method):
         return torch.where(drop, torch.full_like(batch.cond, NULL_LABEL), batch.cond)
 
     def _noise(self, x0: Tensor, t: Tensor, batch: Batch) -> Tensor:
-        """Draw :math:`x_t \\sim q(x_t|x_0)` with uniforms from ``batch.rand``."""
+        r"""Draw :math:`x_t \sim q(x_t|x_0)` with uniforms from ``batch.rand``."""
         return self.transition.sample_marginal(x0, t, batch.rand(*x0.shape[1:], 2, dtype=torch.float64))
 
     def loss(self, batch: Batch) -> LossOutput:
@@ -270,10 +270,10 @@ class D3PM(Method):
         return_trajectory: bool = False,
         progress: bool = False,
     ) -> SampleOutput:
-        """Ancestral sampling (``"ancestral"``) or the mode of every reverse step (``"argmax"``).
+        r"""Ancestral sampling (``"ancestral"``) or the mode of every reverse step (``"argmax"``).
 
         ``steps`` < T walks the grid points ``round(linspace(T, 0, steps + 1))`` with the skip
-        kernels :math:`p_\\theta(x_s|x_t)` built from :math:`q(x_s|x_t,x_0)`. Known tokens are
+        kernels :math:`p_\theta(x_s|x_t)` built from :math:`q(x_s|x_t,x_0)`. Known tokens are
         re-imposed after every step, noised to :math:`q(x_s|x_0)`, and exactly at the end.
         """
         shape = self.resolve_shape(num_or_shape)
@@ -285,36 +285,43 @@ class D3PM(Method):
         device = self.device
         cond = self._sample_labels(cond, shape[0], device)
         known_pair = self._check_known(known, known_mask, shape, device)
-        grid = np.round(np.linspace(self.T, 0, steps + 1)).astype(int)
-        states = self.transition.log_prior().to(device).expand(*shape, self.transition.num_states)
-        x = sample_categorical(states, generator=generator)
-        x = self._impose(x, known_pair, 1.0, generator)
-        keep = set(np.round(np.linspace(0, steps, min(TRAJECTORY_POINTS, steps + 1))).astype(int).tolist())
-        trajectory = [(1.0, x.clone())] if return_trajectory else []
         nfe_before = self.nfe
         with torch.no_grad():
-            pairs = list(itertools.pairwise(grid.tolist()))
+            prior = self.transition.log_prior().to(device).expand(*shape, self.transition.num_states)
+            x = self._impose(sample_categorical(prior, generator=generator), known_pair, 1.0, generator)
+            grid = np.round(np.linspace(self.T, 0, steps + 1)).astype(int).tolist()
+            keep = set(
+                np.round(np.linspace(0, steps, min(TRAJECTORY_POINTS, steps + 1))).astype(int).tolist()
+            )
+            trajectory = [(1.0, x.clone())] if return_trajectory else []
+            pairs = list(itertools.pairwise(grid))
             for k, (i, j) in enumerate(tqdm(pairs, desc=sampler, disable=not progress, leave=False)):
-                t = torch.full((shape[0],), i / self.T, dtype=torch.float64, device=device)
-                s = torch.full((shape[0],), j / self.T, dtype=torch.float64, device=device)
-                log_ps = self.reverse_log_probs(
-                    x,
-                    s,
-                    t,
-                    cond,
-                    guidance_scale=guidance_scale,
-                    temperature=self.config.temperature,
-                    top_p=self.config.top_p,
-                )
-                x = (
-                    sample_categorical(log_ps, generator=generator)
-                    if sampler == "ancestral"
-                    else log_ps.argmax(-1)
-                )
+                x = self._reverse_step(x, i, j, cond, guidance_scale, sampler, generator)
                 x = self._impose(x, known_pair, j / self.T, generator)
                 if return_trajectory and k + 1 in keep:
                     trajectory.append((j / self.T, x.clone()))
         return SampleOutput(x, trajectory, self.nfe - nfe_before)
+
+    def _reverse_step(
+        self,
+        x: Tensor,
+        i: int,
+        j: int,
+        cond: Tensor | None,
+        guidance_scale: float,
+        sampler: str,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        r"""One step from grid point i to j < i: a draw of :math:`p_\theta(x_{t_j}|x_{t_i})`, or its mode."""
+        t = torch.full((x.shape[0],), i / self.T, dtype=torch.float64, device=x.device)
+        s = torch.full_like(t, j / self.T)
+        c = self.config
+        log_ps = self.reverse_log_probs(
+            x, s, t, cond, guidance_scale=guidance_scale, temperature=c.temperature, top_p=c.top_p
+        )
+        if sampler == "argmax":
+            return log_ps.argmax(dim=-1)
+        return sample_categorical(log_ps, generator=generator)
 
     def _sample_labels(self, cond: Tensor | None, n: int, device: torch.device) -> Tensor | None:
         if cond is None:
@@ -345,7 +352,7 @@ class D3PM(Method):
     def _impose(
         self, x: Tensor, known: tuple[Tensor, Tensor] | None, s: float, generator: torch.Generator | None
     ) -> Tensor:
-        """Replace the known positions by a draw of :math:`q(x_s|x_0 = \\text{known})` (exact at s = 0)."""
+        r"""Replace the known positions by a draw of :math:`q(x_s|x_0 = \text{known})` (exact at s = 0)."""
         if known is None:
             return x
         values, mask = known
