@@ -6,7 +6,7 @@ r"""The mixing family: keep the state or resample it from a fixed distribution :
 
 so :math:`q(x_t|x_0) = \bar\alpha_t\,\delta_{x_0} + (1-\bar\alpha_t)\,\pi` with
 :math:`\bar\alpha_t = \bar\alpha(t)/\bar\alpha(0)` (Austin et al. 2021, Sec. 3.2 and App. A.2;
-Hoogeboom et al. 2021, Eq. 13 for uniform; Vignac et al. 2023, Sec. 4.1 for the marginal). These
+Hoogeboom et al. 2021, Sec. 4, for uniform; Vignac et al. 2023, Sec. 4.1 for the marginal). These
 compose exactly (:math:`r` multiplies), so one formula serves every pair of times, and a T-step
 chain with :math:`\beta_i = 1 - \bar\alpha(t_i)/\bar\alpha(t_{i-1})` is D3PM's
 :math:`Q_i = (1-\beta_i)I + \beta_i\mathbf 1\pi^\top`.
