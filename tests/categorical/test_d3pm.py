@@ -11,7 +11,7 @@ from torch import nn
 from discodiff.base import METHODS, Batch
 from discodiff.categorical import D3PM, D3PMConfig, build_transition
 from discodiff.categorical.d3pm import build_d3pm
-from discodiff.config import ConfigError, from_dict
+from discodiff.config import ConfigError, from_dict, to_dict
 from discodiff.data import DataInfo
 from discodiff.nets import NetSpec
 
@@ -171,6 +171,12 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_config_parsing_and_registry():
     assert METHODS.get("d3pm") is build_d3pm
+    options = {
+        "transition": {"name": "marginal", "probs": [1, 2]},
+        "schedule": {"name": "loglinear", "eps": 0.0},
+    }
+    config = from_dict(D3PMConfig, options, "method")
+    assert from_dict(D3PMConfig, to_dict(config), "method") == config
     with pytest.raises(ConfigError, match="allowed: absorbing, dense, gaussian, marginal, uniform"):
         from_dict(D3PMConfig, {"transition": "masked"}, "method")
     with pytest.raises(ConfigError, match=r"method\.transition\.probs"):

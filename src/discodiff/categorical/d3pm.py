@@ -238,7 +238,7 @@ class D3PM(Method):
         x0 = self._check_batch(batch)
         num_dims = torch.full((x0.shape[0],), float(x0[0].numel()), device=x0.device)
         with torch.no_grad():
-            prior = self.prior_kl(x0)
+            prior = self.prior_kl(x0).to(torch.float64)  # T terms accumulate in float64
             diffusion = torch.zeros_like(prior)
             reconstruction = torch.zeros_like(prior)
             for i in range(1, self.T + 1):
