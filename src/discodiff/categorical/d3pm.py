@@ -1,0 +1,383 @@
+r"""D3PM: discrete-time categorical diffusion with an x_0-parameterized reverse process.
+
+Austin et al. 2021 over any :class:`~discodiff.categorical.transitions.Transition`, on the grid
+:math:`t_i = i/T`. The network maps :math:`(x_t, t)` to logits over the K data ids,
+:math:`\hat p(x_0|x_t)` per token (never over [MASK]); the reverse step marginalizes it through
+the forward posterior, in one of two forms (``reverse``):
+
+- ``"average"`` (default): :math:`p_\theta(x_s|x_t) = \sum_{x_0} q(x_s|x_t,x_0)\,\hat p(x_0|x_t)`
+  (Vignac et al. 2023), :meth:`Transition.log_posterior_expected`. The softmax is the denoising
+  posterior itself: exact when it equals :math:`p(x_0^i|x_t)`, the target of the auxiliary
+  cross-entropy, and what the continuous-time samplers and argmax decoding need.
+- ``"d3pm"``: :math:`p_\theta(x_s|x_t) \propto \sum_{x_0} q(x_s, x_t|x_0)\,\tilde p(x_0|x_t)`
+  (Austin et al. 2021, Eq. 4), :meth:`Transition.log_posterior_joint`. It weights each
+  :math:`x_0` again by :math:`q(x_t|x_0)`, so its optimal :math:`\tilde p` is
+  :math:`\propto p(x_0|x_t)/q(x_t|x_0)`, not the posterior, and the cross-entropy pulls against the
+  bound (except for absorbing transitions, where the two forms coincide).
+
+Variational bound (Austin et al. 2021, Eq. 1 and Sec. 3.3; Sohl-Dickstein et al. 2015), per
+example in nats:
+
+.. math::
+    L_{vb} = D_{KL}(q(x_1|x_0)\,\|\,p(x_1)) + \sum_{i=2}^{T} E_q\,D_{KL}(q(x_{t_{i-1}}|x_{t_i},x_0)\,
+    \|\,p_\theta(x_{t_{i-1}}|x_{t_i})) - E_q \log p_\theta(x_0|x_{t_1}),
+
+where the last term is the i = 1 KL (its posterior is the point mass on :math:`x_0`). Training
+draws one i per example (:math:`L_{vb} \approx \text{prior} + T\,L_i`); ``nll`` sums all T terms.
+Hybrid loss (Austin et al. 2021, Eq. 5): :math:`L_{vb} + \lambda\,E_q[-\log\hat p(x_0|x_t)]`,
+divided by the number of tokens. (D3PM's code weights the cross-entropy against one step's
+:math:`L_i`, i.e. its lambda is this one divided by T.)
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from ..config import Spec, component
+from ..schedules import SCHEDULES, Schedule
+from ..utils import sum_except_batch
+from .logspace import categorical_kl
+from .sampling import sample_categorical, sharpen, uniform
+from .transition_configs import TRANSITIONS, build_transition
+from .transitions import Transition
+from .validation import check_logits, check_tokens
+
+TRAJECTORY_POINTS = 9
+"""How many grid points a recorded trajectory keeps (evenly spaced, ends included)."""
+
+
+@dataclass
+class D3PMConfig:
+    """``method: {name: d3pm, ...}``: discrete-time categorical diffusion over token data."""
+
+    transition: Spec = component(TRANSITIONS, "uniform")
+    schedule: Schedule = component(SCHEDULES, "cosine")  # keep probability alpha_bar(t)
+    timesteps: int = 1000  # T: the grid i / T
+    reverse: Literal["average", "d3pm"] = "average"  # reverse-step form (module docstring)
+    hybrid_lambda: float = 0.01  # weight of the x0 cross-entropy (Austin et al. 2021, Eq. 5)
+    cond_drop_prob: float = 0.0  # label dropout for classifier-free guidance
+    sampler: Literal["ancestral", "argmax"] = "ancestral"  # default sampler
+    sample_steps: int | None = None  # default steps (None: T); fewer skip with q(x_s|x_t,x0)
+    temperature: float = 1.0  # applied to p(x0|x_t) when sampling; 0 = argmax x0
+    top_p: float = 1.0  # nucleus filtering of p(x0|x_t) when sampling
+
+    def __post_init__(self) -> None:
+        if self.timesteps < 1:
+            raise ValueError(f"timesteps must be >= 1, got {self.timesteps}")
+        if self.hybrid_lambda < 0:
+            raise ValueError(f"hybrid_lambda must be >= 0, got {self.hybrid_lambda}")
+        if not 0 <= self.cond_drop_prob < 1:
+            raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+        if self.sample_steps is not None and not 1 <= self.sample_steps <= self.timesteps:
+            raise ValueError(
+                f"sample_steps must be in 1 .. timesteps={self.timesteps}, got {self.sample_steps}"
+            )
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(
+                f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}"
+            )
+
+
+class D3PM(Method):
+    """Transition + x0-parameterized network on token data; see the module docstring.
+
+    Args:
+        net: ``net(x_t, t, cond) -> (B, *event_shape, K)`` logits; ``x_t`` holds ids in
+            ``[0, transition.num_states)``.
+        transition: the forward process.
+        config: options (its ``transition`` and ``schedule`` are only read by :func:`build_d3pm`).
+        event_shape: shape of one example, e.g. ``(L,)``.
+        num_classes: number of class labels (0: unconditional).
+    """
+
+    samplers = ("ancestral", "argmax")
+    nll_estimators = ("bound",)
+
+    def __init__(
+        self,
+        net: Callable,
+        transition: Transition,
+        config: D3PMConfig,
+        *,
+        event_shape: Sequence[int],
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.transition = transition
+        self.config = config
+        self.event_shape = tuple(event_shape)
+        self.num_classes = num_classes
+        self.T = config.timesteps
+        self.nfe = 0
+
+    # ---- parameterization ----------------------------------------------------------------------
+
+    def denoise(
+        self, x_t: Tensor, t: Tensor, cond: Tensor | None = None, *, guidance_scale: float = 1.0
+    ) -> Tensor:
+        r"""Network estimate :math:`\log\hat p(x_0|x_t)`: ``(B, *D)`` long, ``(B,)`` -> ``(B, *D, K)``.
+
+        With ``guidance_scale`` w != 1, classifier-free guidance in log space:
+        :math:`\log\hat p \propto \log\hat p_u + w(\log\hat p_c - \log\hat p_u)` (Ho & Salimans 2022,
+        applied to log-probabilities).
+        """
+        expected = (*x_t.shape, self.transition.vocab_size)
+        t_in = t.to(torch.float32)
+        if guidance_scale == 1.0:
+            self.nfe += 1
+            return torch.log_softmax(check_logits(self.net(x_t, t_in, cond), expected=expected), dim=-1)
+        if cond is None:
+            raise ValueError("classifier-free guidance (guidance_scale != 1) needs class labels")
+        both = torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
+        self.nfe += 2
+        logits = self.net(torch.cat([x_t, x_t]), torch.cat([t_in, t_in]), both)
+        log_c, log_u = torch.log_softmax(
+            check_logits(logits, expected=(2 * x_t.shape[0], *expected[1:])), -1
+        ).chunk(2)
+        return torch.log_softmax(log_u + guidance_scale * (log_c - log_u), dim=-1)
+
+    def reverse_from_x0(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
+        r""":math:`\log p_\theta(x_s|x_t)` ``(B, *D, S)`` from an x_0 distribution ``(B, *D, K)``."""
+        if self.config.reverse == "average":
+            return self.transition.log_posterior_expected(x_t, log_p0, s, t)
+        return self.transition.log_posterior_joint(x_t, log_p0, s, t)
+
+    def reverse_log_probs(
+        self,
+        x_t: Tensor,
+        s: Tensor,
+        t: Tensor,
+        cond: Tensor | None = None,
+        *,
+        guidance_scale: float = 1.0,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+    ) -> Tensor:
+        r"""The model's reverse step :math:`\log p_\theta(x_s|x_t)`, ``(B, *D, S)``, for s < t.
+
+        ``temperature`` and ``top_p`` reshape :math:`\hat p(x_0|x_t)` before it is marginalized.
+        """
+        log_p0 = sharpen(
+            self.denoise(x_t, t, cond, guidance_scale=guidance_scale), temperature=temperature, top_p=top_p
+        )
+        return self.reverse_from_x0(x_t, log_p0, s, t)
+
+    # ---- bound terms ---------------------------------------------------------------------------
+
+    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+        r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
+        log_q1 = self.transition.log_marginal(x0, 1.0, dtype=dtype)
+        return sum_except_batch(categorical_kl(log_q1, self.transition.log_prior().to(dtype)))
+
+    def _token_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, log_p0: Tensor) -> Tensor:
+        """Per-token KL of one step, ``(B, *D)``; ``-log p(x0|x_t)`` where s = 0."""
+        log_q = self.transition.log_posterior(x_t, x0, s, t, dtype=log_p0.dtype)
+        return categorical_kl(log_q, self.reverse_from_x0(x_t, log_p0, s, t))
+
+    def step_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        r""":math:`D_{KL}(q(x_s|x_t,x_0)\,\|\,p_\theta(x_s|x_t))` summed over tokens, ``(B,)`` nats.
+
+        At s = 0 this is the reconstruction term :math:`-\log p_\theta(x_0|x_t)`.
+        """
+        return sum_except_batch(self._token_kl(x0, x_t, s, t, self.denoise(x_t, t, cond)))
+
+    # ---- the interface -------------------------------------------------------------------------
+
+    def _check_batch(self, batch: Batch) -> Tensor:
+        x0 = check_tokens(
+            batch.x, num_ids=self.transition.vocab_size, event_shape=self.event_shape, what="batch.x"
+        )
+        if self.num_classes > 0 and batch.cond is None:
+            raise ValueError("this model is class-conditional: the batch needs labels")
+        return x0
+
+    def _train_labels(self, batch: Batch) -> Tensor | None:
+        if batch.cond is None or self.config.cond_drop_prob == 0:
+            return batch.cond
+        drop = batch.rand() < self.config.cond_drop_prob
+        return torch.where(drop, torch.full_like(batch.cond, NULL_LABEL), batch.cond)
+
+    def _noise(self, x0: Tensor, t: Tensor, batch: Batch) -> Tensor:
+        r"""Draw :math:`x_t \sim q(x_t|x_0)` with uniforms from ``batch.rand``."""
+        return self.transition.sample_marginal(x0, t, batch.rand(*x0.shape[1:], 2, dtype=torch.float64))
+
+    def loss(self, batch: Batch) -> LossOutput:
+        x0 = self._check_batch(batch)
+        cond = self._train_labels(batch)
+        num_tokens = x0[0].numel()
+        i = torch.clamp(torch.floor(batch.rand(dtype=torch.float64) * self.T), max=self.T - 1) + 1
+        t, s = i / self.T, (i - 1) / self.T
+        with torch.no_grad():
+            prior = self.prior_kl(x0)
+        x_t = self._noise(x0, t, batch)
+        log_p0 = self.denoise(x_t, t, cond)
+        step = sum_except_batch(self._token_kl(x0, x_t, s, t, log_p0))
+        ce = -sum_except_batch(log_p0.gather(-1, x0[..., None]))
+        bound = prior.to(step.dtype) + self.T * step
+        total = (bound + self.config.hybrid_lambda * ce) / num_tokens
+        if not bool(torch.isfinite(total).all()):
+            raise FloatingPointError("D3PM loss is not finite")
+        metrics = {
+            "bound_nats_per_token": float(bound.detach().mean() / num_tokens),
+            "ce_nats_per_token": float(ce.detach().mean() / num_tokens),
+        }
+        return LossOutput(total.mean(), total.detach(), metrics)
+
+    def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
+        self.check_estimator(estimator)
+        x0 = self._check_batch(batch)
+        num_dims = torch.full((x0.shape[0],), float(x0[0].numel()), device=x0.device)
+        with torch.no_grad():
+            prior = self.prior_kl(x0).to(torch.float64)  # T terms accumulate in float64
+            diffusion = torch.zeros_like(prior)
+            reconstruction = torch.zeros_like(prior)
+            for i in range(1, self.T + 1):
+                t = torch.full((x0.shape[0],), i / self.T, dtype=torch.float64, device=x0.device)
+                s = torch.full_like(t, (i - 1) / self.T)
+                term = self.step_kl(x0, self._noise(x0, t, batch), s, t, batch.cond).to(prior.dtype)
+                if i == 1:
+                    reconstruction = term
+                else:
+                    diffusion += term
+        nll = prior + diffusion + reconstruction
+        if not bool(torch.isfinite(nll).all()):
+            raise FloatingPointError("D3PM bound is not finite")
+        return NLLOutput(
+            nll, num_dims, {"prior": prior, "diffusion": diffusion, "reconstruction": reconstruction}
+        )
+
+    def sample(
+        self,
+        num_or_shape: int | Sequence[int],
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        cond: Tensor | None = None,
+        guidance_scale: float = 1.0,
+        known: Tensor | None = None,
+        known_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        return_trajectory: bool = False,
+        progress: bool = False,
+    ) -> SampleOutput:
+        r"""Ancestral sampling (``"ancestral"``) or the mode of every reverse step (``"argmax"``).
+
+        ``steps`` < T walks the grid points ``round(linspace(T, 0, steps + 1))`` with the skip
+        kernels :math:`p_\theta(x_s|x_t)` built from :math:`q(x_s|x_t,x_0)`. Known tokens are
+        re-imposed after every step, noised to :math:`q(x_s|x_0)`, and exactly at the end.
+        """
+        shape = self.resolve_shape(num_or_shape)
+        sampler = sampler or self.config.sampler
+        self.check_sampler(sampler)
+        steps = steps or self.config.sample_steps or self.T
+        if not 1 <= steps <= self.T:
+            raise ValueError(f"steps must be in 1 .. T={self.T}, got {steps}")
+        device = self.device
+        cond = self._sample_labels(cond, shape[0], device)
+        known_pair = self._check_known(known, known_mask, shape, device)
+        nfe_before = self.nfe
+        with torch.no_grad():
+            prior = self.transition.log_prior().to(device).expand(*shape, self.transition.num_states)
+            x = self._impose(sample_categorical(prior, generator=generator), known_pair, 1.0, generator)
+            grid = np.round(np.linspace(self.T, 0, steps + 1)).astype(int).tolist()
+            keep = set(
+                np.round(np.linspace(0, steps, min(TRAJECTORY_POINTS, steps + 1))).astype(int).tolist()
+            )
+            trajectory = [(1.0, x.clone())] if return_trajectory else []
+            pairs = list(itertools.pairwise(grid))
+            for k, (i, j) in enumerate(tqdm(pairs, desc=sampler, disable=not progress, leave=False)):
+                x = self._reverse_step(x, i, j, cond, guidance_scale, sampler, generator)
+                x = self._impose(x, known_pair, j / self.T, generator)
+                if return_trajectory and k + 1 in keep:
+                    trajectory.append((j / self.T, x.clone()))
+        return SampleOutput(x, trajectory, self.nfe - nfe_before)
+
+    def _reverse_step(
+        self,
+        x: Tensor,
+        i: int,
+        j: int,
+        cond: Tensor | None,
+        guidance_scale: float,
+        sampler: str,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        r"""One step from grid point i to j < i: a draw of :math:`p_\theta(x_{t_j}|x_{t_i})`, or its mode."""
+        t = torch.full((x.shape[0],), i / self.T, dtype=torch.float64, device=x.device)
+        s = torch.full_like(t, j / self.T)
+        c = self.config
+        log_ps = self.reverse_log_probs(
+            x, s, t, cond, guidance_scale=guidance_scale, temperature=c.temperature, top_p=c.top_p
+        )
+        if sampler == "argmax":
+            return log_ps.argmax(dim=-1)
+        return sample_categorical(log_ps, generator=generator)
+
+    def _sample_labels(self, cond: Tensor | None, n: int, device: torch.device) -> Tensor | None:
+        if cond is None:
+            return (
+                torch.full((n,), NULL_LABEL, dtype=torch.long, device=device)
+                if self.num_classes > 0
+                else None
+            )
+        if self.num_classes == 0:
+            raise ValueError("this model is unconditional: cond must be None")
+        if cond.shape != (n,) or cond.dtype != torch.long:
+            raise ValueError(
+                f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}"
+            )
+        return cond.to(device)
+
+    def _check_known(
+        self, known: Tensor | None, known_mask: Tensor | None, shape: tuple[int, ...], device: torch.device
+    ) -> tuple[Tensor, Tensor] | None:
+        pair = check_known(known, known_mask, shape)
+        if pair is None:
+            return None
+        values, mask = pair
+        filled = torch.where(mask, values, torch.zeros_like(values))
+        values = check_tokens(filled, num_ids=self.transition.vocab_size, event_shape=None, what="known")
+        return values.to(device), mask.to(device)
+
+    def _impose(
+        self, x: Tensor, known: tuple[Tensor, Tensor] | None, s: float, generator: torch.Generator | None
+    ) -> Tensor:
+        r"""Replace the known positions by a draw of :math:`q(x_s|x_0 = \text{known})` (exact at s = 0)."""
+        if known is None:
+            return x
+        values, mask = known
+        if s > 0:
+            u = uniform((*values.shape, 2), generator=generator, device=values.device)
+            values = self.transition.sample_marginal(values, s, u)
+        return torch.where(mask, values, x)
+
+
+@METHODS.register("d3pm", config=D3PMConfig)
+def build_d3pm(config: D3PMConfig, info, net_factory) -> D3PM:
+    """Build from a token data set's :class:`~discodiff.data.DataInfo` and a network factory."""
+    from ..nets import NetSpec
+
+    if info.kind != "tokens" or info.vocab_size is None:
+        raise ValueError("method 'd3pm' models token data (DataInfo.kind == 'tokens' with a vocab_size)")
+    transition = build_transition(
+        config.transition, vocab_size=info.vocab_size, schedule=config.schedule, timesteps=config.timesteps
+    )
+    spec = NetSpec(
+        tuple(info.event_shape),
+        transition.vocab_size,
+        num_classes=info.num_classes,
+        input_vocab=transition.num_states,
+    )
+    return D3PM(
+        net_factory(spec), transition, config, event_shape=info.event_shape, num_classes=info.num_classes
+    )

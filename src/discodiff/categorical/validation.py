@@ -1,0 +1,47 @@
+"""Input checks shared by the categorical methods: token tensors and network logits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def check_tokens(x: Tensor, *, num_ids: int, event_shape: Sequence[int] | None, what: str) -> Tensor:
+    """Refuse anything but integer ids in ``[0, num_ids)`` of shape ``(B, *event_shape)``; return long.
+
+    Args:
+        x: the tensor to check.
+        num_ids: number of allowed ids.
+        event_shape: expected shape of one example (``None``: any).
+        what: the argument's name, for the error message.
+    """
+    if x.dtype in (torch.bool, torch.uint8) or x.is_floating_point() or x.is_complex():
+        raise ValueError(f"{what} must hold integer token ids (torch.long), got dtype {x.dtype}")
+    if event_shape is not None and (x.dim() < 1 or tuple(x.shape[1:]) != tuple(event_shape)):
+        raise ValueError(
+            f"{what} must have shape (B, {', '.join(map(str, event_shape))}), got {tuple(x.shape)}"
+        )
+    if x.numel() > 0:
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high >= num_ids:
+            raise ValueError(f"{what} has ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")
+    return x.long()
+
+
+def check_logits(logits: Tensor, *, expected: Sequence[int]) -> Tensor:
+    """Check a network's logits: shape ``expected``, no NaN or +inf (``-inf`` = zero probability).
+
+    Half-precision logits are upcast to float32 for the log-space math.
+    """
+    if tuple(logits.shape) != tuple(expected):
+        raise ValueError(
+            f"the network returned logits of shape {tuple(logits.shape)}, expected {tuple(expected)} "
+            "(one logit per data category for every token)"
+        )
+    if not bool((logits < float("inf")).all()):
+        raise FloatingPointError("the network returned NaN or +inf logits")
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return logits
