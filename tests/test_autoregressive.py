@@ -158,9 +158,9 @@ def test_training_lowers_the_loss_under_bf16_autocast() -> None:
     info = DataInfo(event_shape=(16,), kind="tokens", vocab_size=4)
     model = build_ar(ARConfig(), info, lambda spec: NETS.get("transformer")(NET, spec))
     x = torch.arange(16).repeat(8, 1) % 4  # a deterministic pattern: 0 1 2 3 0 1 ...
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
-    for _ in range(40):
+    for _ in range(20):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model.loss(Batch(x))
         opt.zero_grad()
@@ -168,7 +168,7 @@ def test_training_lowers_the_loss_under_bf16_autocast() -> None:
         opt.step()
         losses.append(float(out.loss.detach()))
     assert losses[0] == pytest.approx(math.log(4), abs=1e-3)
-    assert losses[-1] < 0.3 * losses[0]
+    assert losses[-1] < 0.1 * losses[0]
 
 
 def test_spec_asks_for_a_causal_net_with_a_start_id() -> None:
@@ -180,3 +180,18 @@ def test_spec_asks_for_a_causal_net_with_a_start_id() -> None:
 
     build_ar(ARConfig(), DataInfo(event_shape=(2, 3), kind="tokens", vocab_size=9, num_classes=4), factory)
     assert specs == [NetSpec((6,), 9, num_classes=4, input_vocab=10, causal=True)]
+
+
+def test_on_character_text() -> None:
+    """The AR baseline on tiny-shakespeare windows: loss, bits/char from nll, decoded samples."""
+    from discodiff.data.text import TextConfig, build_text
+
+    data = build_text(TextConfig(seq_len=32))
+    model = build_ar(ARConfig(), data.info, lambda spec: NETS.get("transformer")(NET, spec))
+    x, _ = data.train_stream(seed=0).next(4)
+    assert model.loss(Batch(x)).loss.item() == pytest.approx(math.log(65), abs=1e-4)
+    out = model.nll(Batch(data.split("val")[0][:3]))
+    bits_per_char = out.nll / out.num_dims / math.log(2)
+    torch.testing.assert_close(bits_per_char, torch.full((3,), math.log2(65), dtype=torch.float64))
+    samples = model.sample(2, generator=torch.Generator().manual_seed(0)).x
+    assert [len(s) for s in data.decode(samples)] == [32, 32]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from discodiff.nets import NETS, NetSpec
-from discodiff.nets.transformer import Transformer, TransformerConfig, apply_rope, rope_angles
+from discodiff.nets.attention import apply_rope, rope_angles
+from discodiff.nets.transformer import Transformer, TransformerConfig
 
 SMALL = TransformerConfig(width=32, depth=2, heads=4, cond_dim=16, time_dim=16)
 
