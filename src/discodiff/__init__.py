@@ -4,7 +4,7 @@ Every method exposes ``loss(batch)``, ``nll(batch)`` and ``sample(...)``; see
 :mod:`discodiff.base`. Time runs over [0, 1] with data at t = 0 and noise at t = 1.
 """
 
-from . import categorical, data, gaussian, nets
+from . import autoregressive, categorical, data, gaussian, nets
 from .base import Batch, LossOutput, Method, NLLOutput, SampleOutput
 from .schedules import SCHEDULES
 
@@ -17,6 +17,7 @@ __all__ = [
     "Method",
     "NLLOutput",
     "SampleOutput",
+    "autoregressive",
     "categorical",
     "data",
     "gaussian",

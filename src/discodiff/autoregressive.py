@@ -1,0 +1,257 @@
+r"""The autoregressive baseline: a causal network trained by next-token cross-entropy, behind the
+same ``loss / nll / sample`` interface as every diffusion method.
+
+The model factorizes by the chain rule,
+:math:`p_\theta(x) = \prod_{i=0}^{L-1} p_\theta(x_i \mid x_{<i})`, so its likelihood is exact:
+:math:`-\log p_\theta(x) = \sum_i \mathrm{CE}_i` (nats per sequence).
+
+**Start position.** The network reads the sequence shifted right by one behind a start id:
+input :math:`(\mathrm{BOS}, x_0, \dots, x_{L-2})`, targets :math:`(x_0, \dots, x_{L-1})`.
+``BOS = vocab_size`` is an input-only id (``NetSpec.input_vocab = V + 1``,
+``out_channels = V``), so the first token is predicted from a learned start embedding at
+position 0 and an L-token example needs a context of exactly L positions.
+
+Token data of any event shape (an image of categories, say) is modelled in row-major (raster)
+order: the network sees sequences of ``prod(event_shape)`` tokens.
+
+**Sampling** is ancestral, left to right, one network call per token, through a KV cache
+(``kv_cache: true``) or by re-running the network on the whole prefix (``kv_cache: false``; the
+same draws, for testing). Known tokens (``known`` / ``known_mask``) are forced at their positions;
+the model conditions on the past only, so a known token later in the sequence is imposed but not
+anticipated. Classifier-free guidance mixes log-probabilities,
+:math:`\log\tilde p = \log p_\emptyset + w(\log p_c - \log p_\emptyset)`, renormalized (Ho & Salimans
+2022, Eq. 6, applied to next-token log-probabilities as in Sanchez et al. 2023); w = 1 is the
+conditional model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from .data.base import DataInfo
+from .nets.base import NetSpec
+from .sampling import sample_categorical
+from .utils import LN2
+
+
+@dataclass
+class ARConfig:
+    """``method: {name: ar}``: the autoregressive baseline."""
+
+    temperature: float = 1.0  # sampling temperature (> 0)
+    top_p: float = 1.0  # nucleus sampling mass in (0, 1]; 1 = the full distribution
+    kv_cache: bool = True  # incremental decoding; false recomputes the prefix at every token
+    cond_drop_prob: float = 0.0  # label dropout for classifier-free guidance
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.cond_drop_prob < 1:
+            raise ValueError(f"cond_drop_prob must be in [0, 1), got {self.cond_drop_prob}")
+
+
+class Autoregressive(Method):
+    """Causal network + next-token cross-entropy; see the module docstring."""
+
+    samplers = ("ancestral",)
+    nll_estimators = ("bound", "exact")  # the exact NLL is its own (tight) bound: both give it
+
+    def __init__(
+        self,
+        net: Callable,
+        config: ARConfig,
+        *,
+        vocab_size: int,
+        event_shape: Sequence[int],
+        num_classes: int = 0,
+    ) -> None:
+        super().__init__()
+        if config.kv_cache and not hasattr(net, "init_cache"):
+            raise ValueError(
+                "kv_cache needs a network with incremental decoding (net 'transformer'); "
+                "set method.kv_cache: false for other networks"
+            )
+        self.net = net
+        self.config = config
+        self.vocab_size = vocab_size
+        self.bos = vocab_size
+        self.event_shape = tuple(event_shape)
+        self.length = math.prod(self.event_shape)
+        self.num_classes = num_classes
+
+    def shifted_input(self, x: Tensor) -> Tensor:
+        """``(BOS, x_0, ..., x_{L-2})``: the network input predicting ``x`` (B, L) long."""
+        bos = torch.full_like(x[:, :1], self.bos)
+        return torch.cat([bos, x[:, :-1]], dim=1)
+
+    def token_nll(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        r"""Per-token :math:`-\log p_\theta(x_i \mid x_{<i})` (B, L) float32 nats, for ``x``
+        (B, *event_shape) long flattened in raster order."""
+        x = self._check_tokens(x)
+        t = torch.zeros(x.shape[0], device=x.device)  # an AR model sees clean data: t = 0
+        logits = self.net(self.shifted_input(x), t, cond)  # (B, L, V)
+        per_token = F.cross_entropy(logits.reshape(-1, self.vocab_size), x.reshape(-1), reduction="none")
+        return per_token.float().view(x.shape)
+
+    def loss(self, batch: Batch) -> LossOutput:
+        """Mean next-token cross-entropy in nats per token."""
+        self._check_labels(batch.cond)
+        cond = batch.cond
+        if cond is not None and self.config.cond_drop_prob > 0:
+            drop = batch.rand() < self.config.cond_drop_prob
+            cond = torch.where(drop, torch.full_like(cond, NULL_LABEL), cond)
+        per_token = self.token_nll(batch.x, cond)  # (B, L)
+        loss = per_token.mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"autoregressive loss is {float(loss)}")
+        per_example = per_token.detach().mean(dim=1)
+        return LossOutput(loss, per_example, {"bits_per_token": float(per_example.mean()) / LN2})
+
+    def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
+        r"""Exact :math:`-\log p_\theta(x) = \sum_i \mathrm{CE}_i` (B,) float64 nats; ``num_dims``
+        is the number of tokens."""
+        self.check_estimator(estimator)
+        self._check_labels(batch.cond)
+        with torch.no_grad():
+            nll = self.token_nll(batch.x, batch.cond).double().sum(dim=1)
+        num_dims = torch.full_like(nll, float(self.length))
+        return NLLOutput(nll, num_dims)
+
+    def sample(
+        self,
+        num_or_shape: int | Sequence[int],
+        *,
+        steps: int | None = None,
+        sampler: str | None = None,
+        cond: Tensor | None = None,
+        guidance_scale: float = 1.0,
+        known: Tensor | None = None,
+        known_mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        return_trajectory: bool = False,
+        progress: bool = False,
+    ) -> SampleOutput:
+        """Ancestral sampling, one token per network call (``steps`` must be None or the number of
+        tokens; there is no trajectory to return)."""
+        shape = self.resolve_shape(num_or_shape)
+        self.check_sampler(sampler or "ancestral")
+        if steps is not None and steps != self.length:
+            raise ValueError(
+                f"autoregressive sampling takes one step per token: steps must be None or {self.length}"
+            )
+        if return_trajectory:
+            raise ValueError(
+                "autoregressive sampling has no noise-to-data trajectory; use return_trajectory=False"
+            )
+        device = self.device
+        labels = self._sample_labels(cond, shape[0], guidance_scale, device)
+        known_pair = check_known(known, known_mask, shape)
+        if known_pair is not None:
+            given, mask = known_pair[0].to(device), known_pair[1].to(device)
+            given = self._check_tokens(torch.where(mask, given, 0))  # (N, L) raster order
+            known_pair = (given, mask.reshape(shape[0], -1))
+        with torch.no_grad():
+            x = self._generate(shape[0], labels, guidance_scale, known_pair, generator, progress)
+        guided = labels is not None and guidance_scale != 1.0
+        return SampleOutput(x.view(shape), nfe=self.length * (2 if guided else 1))
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        n: int,
+        labels: Tensor | None,
+        guidance_scale: float,
+        known: tuple[Tensor, Tensor] | None,
+        generator: torch.Generator | None,
+        progress: bool,
+    ) -> Tensor:
+        """Left-to-right decoding of ``n`` sequences: (n, L) long."""
+        guided = labels is not None and guidance_scale != 1.0
+        rows = 2 * n if guided else n  # guidance: conditional rows, then the same rows unconditional
+        if guided:
+            labels = torch.cat([labels, torch.full_like(labels, NULL_LABEL)])
+        x = torch.zeros(n, self.length, dtype=torch.long, device=self.device)
+        cache = self.net.init_cache(self.length) if self.config.kv_cache else None
+        t = torch.zeros(rows, device=self.device)
+        for i in tqdm(range(self.length), disable=not progress, desc="ar"):
+            if cache is not None:  # feed only the newest input token
+                inp = x[:, i - 1 : i] if i > 0 else torch.full_like(x[:, :1], self.bos)
+            else:  # feed the whole prefix (BOS, x_0, ..., x_{i-1})
+                inp = self.shifted_input(x[:, : i + 1])
+            inp = inp.repeat(2, 1) if guided else inp
+            logits = self.net(inp, t, labels, cache=cache) if cache is not None else self.net(inp, t, labels)
+            log_p = torch.log_softmax(logits[:, -1].double(), dim=-1)  # (rows, V)
+            if guided:
+                log_p = log_p[n:] + guidance_scale * (log_p[:n] - log_p[n:])  # (n, V)
+            token = sample_categorical(
+                log_p, generator=generator, temperature=self.config.temperature, top_p=self.config.top_p
+            )
+            if known is not None:
+                token = torch.where(known[1][:, i], known[0][:, i], token)
+            x[:, i] = token
+        return x
+
+    def _sample_labels(
+        self, cond: Tensor | None, n: int, guidance_scale: float, device: torch.device
+    ) -> Tensor | None:
+        if cond is None:
+            if guidance_scale != 1.0:
+                raise ValueError("guidance_scale != 1 needs class labels (cond)")
+            return (
+                None
+                if self.num_classes == 0
+                else torch.full((n,), NULL_LABEL, dtype=torch.long, device=device)
+            )
+        if self.num_classes == 0:
+            raise ValueError("this model is unconditional: cond must be None")
+        if cond.shape != (n,) or cond.dtype != torch.long:
+            raise ValueError(
+                f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}"
+            )
+        return cond.to(device)
+
+    def _check_labels(self, cond: Tensor | None) -> None:
+        if cond is not None and self.num_classes == 0:
+            raise ValueError("this model is unconditional: the batch must not carry labels")
+
+    def _check_tokens(self, x: Tensor) -> Tensor:
+        """``x`` (B, *event_shape) long with ids in [0, V) -> (B, L) raster order."""
+        if x.dtype != torch.long or tuple(x.shape[1:]) != self.event_shape:
+            raise ValueError(
+                f"expected long tokens of shape (B, {', '.join(map(str, self.event_shape))}), "
+                f"got {x.dtype} {tuple(x.shape)}"
+            )
+        if x.numel() > 0:
+            lo, hi = torch.aminmax(x)
+            if lo < 0 or hi >= self.vocab_size:
+                raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{int(lo)}, {int(hi)}]")
+        return x.reshape(x.shape[0], -1)
+
+
+@METHODS.register("ar", config=ARConfig)
+def build_ar(config: ARConfig, info: DataInfo, net_factory: Callable[[NetSpec], Callable]) -> Autoregressive:
+    """Build from a token data set's :class:`~discodiff.data.DataInfo` and a network factory."""
+    if info.kind != "tokens" or info.vocab_size is None:
+        raise ValueError("method 'ar' models token data; this data set is continuous")
+    length = math.prod(info.event_shape)
+    spec = NetSpec(
+        (length,), info.vocab_size, num_classes=info.num_classes, input_vocab=info.vocab_size + 1, causal=True
+    )
+    return Autoregressive(
+        net_factory(spec),
+        config,
+        vocab_size=info.vocab_size,
+        event_shape=info.event_shape,
+        num_classes=info.num_classes,
+    )
