@@ -1,4 +1,5 @@
-"""The float64 Gumbel-max categorical helper: frequencies, temperature, nucleus, errors."""
+"""The shared categorical helpers (Gumbel-max in float64 + sharpen) as the AR baseline uses them:
+frequencies, temperature, nucleus, errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,18 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from discodiff.sampling import sample_categorical, top_p_filter
+from discodiff.categorical.sampling import sample_categorical as gumbel_max
+from discodiff.categorical.sampling import sharpen
+
+
+def sample_categorical(logits, *, generator=None, temperature=1.0, top_p=1.0):
+    log_p = torch.log_softmax(logits.double(), dim=-1)
+    return gumbel_max(sharpen(log_p, temperature=temperature, top_p=top_p), generator=generator)
+
+
+def top_p_filter(log_probs, top_p):
+    return sharpen(log_probs, top_p=top_p)
+
 
 CHI2_LEVEL = 1e-3  # reject only at p < 0.001
 N = 100_000
@@ -43,6 +55,7 @@ def test_top_p_keeps_the_nucleus() -> None:
     # sorted: 0.5, 0.3 (mass before 0.5 < 0.8: kept), 0.15 (mass before 0.8: dropped), 0.05
     filtered = top_p_filter(probs.log(), 0.8)
     assert torch.isinf(filtered).tolist() == [False, False, True, True]
+    torch.testing.assert_close(filtered.exp()[:2], torch.tensor([0.375, 0.625], dtype=torch.float64))
     assert_matches(
         draw_counts(probs.log(), top_p=0.8), torch.tensor([0.375, 0.625, 0.0, 0.0], dtype=torch.float64)
     )
@@ -63,6 +76,6 @@ def test_errors() -> None:
     with pytest.raises(ValueError, match="NaN"):
         sample_categorical(torch.tensor([0.0, float("nan")]))
     with pytest.raises(ValueError, match="temperature"):
-        sample_categorical(torch.zeros(3), temperature=0.0)
+        sample_categorical(torch.zeros(3), temperature=-1.0)
     with pytest.raises(ValueError, match="top_p"):
         sample_categorical(torch.zeros(3), top_p=1.5)

@@ -36,9 +36,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from .categorical.logspace import log_normalize
+from .categorical.sampling import sample_categorical, sharpen
 from .data.base import DataInfo
 from .nets.base import NetSpec
-from .sampling import sample_categorical
 from .utils import LN2
 
 
@@ -46,14 +47,14 @@ from .utils import LN2
 class ARConfig:
     """``method: {name: ar}``: the autoregressive baseline."""
 
-    temperature: float = 1.0  # sampling temperature (> 0)
+    temperature: float = 1.0  # sampling temperature (0: greedy argmax)
     top_p: float = 1.0  # nucleus sampling mass in (0, 1]; 1 = the full distribution
     kv_cache: bool = True  # incremental decoding; false recomputes the prefix at every token
     cond_drop_prob: float = 0.0  # label dropout for classifier-free guidance
 
     def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.cond_drop_prob < 1:
@@ -194,9 +195,10 @@ class Autoregressive(Method):
             log_p = torch.log_softmax(logits[:, -1].double(), dim=-1)  # (rows, V)
             if guided:
                 log_p = log_p[n:] + guidance_scale * (log_p[:n] - log_p[n:])  # (n, V)
-            token = sample_categorical(
-                log_p, generator=generator, temperature=self.config.temperature, top_p=self.config.top_p
+            log_p = sharpen(
+                log_normalize(log_p), temperature=self.config.temperature, top_p=self.config.top_p
             )
+            token = sample_categorical(log_p, generator=generator)
             if known is not None:
                 token = torch.where(known[1][:, i], known[0][:, i], token)
             x[:, i] = token
