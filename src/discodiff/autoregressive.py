@@ -143,16 +143,12 @@ class Autoregressive(Method):
         progress: bool = False,
     ) -> SampleOutput:
         """Ancestral sampling, one token per network call (``steps`` must be None or the number of
-        tokens; there is no trajectory to return)."""
+        tokens). Left-to-right decoding has no noise-to-data trajectory: the returned one is empty."""
         shape = self.resolve_shape(num_or_shape)
         self.check_sampler(sampler or "ancestral")
         if steps is not None and steps != self.length:
             raise ValueError(
                 f"autoregressive sampling takes one step per token: steps must be None or {self.length}"
-            )
-        if return_trajectory:
-            raise ValueError(
-                "autoregressive sampling has no noise-to-data trajectory; use return_trajectory=False"
             )
         device = self.device
         labels = self._sample_labels(cond, shape[0], guidance_scale, device)
