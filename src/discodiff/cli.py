@@ -79,7 +79,20 @@ def _train(args: argparse.Namespace) -> int:
         print(f"run directory: {run_dir}")
         for key, value in metrics.items():
             print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
+        for path in sorted([*run_dir.glob("samples.*"), *run_dir.glob("infill.*"), *run_dir.glob("*.png")]):
+            print(f"  wrote {path}")
+            if path.suffix == ".txt":
+                print(_preview(path.read_text(encoding="utf-8")))
     return 0
+
+
+TEXT_PREVIEW_CHARS = 1200
+"""How much of a text output ``discodiff train`` prints."""
+
+
+def _preview(text: str) -> str:
+    cut = text[:TEXT_PREVIEW_CHARS]
+    return cut + ("\n[...]" if len(text) > TEXT_PREVIEW_CHARS else "")
 
 
 def _sample(args: argparse.Namespace) -> int:

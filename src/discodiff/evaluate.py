@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .base import Batch, Method, SampleOutput
 from .data.base import DataSource
+from .metrics.text import generative_perplexity
 from .runconfig import EvalConfig
 from .utils import LN2
 
@@ -96,6 +97,19 @@ def draw_samples(
     return SampleOutput(torch.cat(xs), traj, nfe), cond, seconds
 
 
+def load_reference(run_dir: str, data: DataSource, device: torch.device) -> Method:
+    """The model of another run on the same data (same encoding), to score samples with."""
+    from .build import load_run
+
+    ref = load_run(run_dir, device=device)
+    if ref.data.state_dict() != data.state_dict() or ref.data.info.event_shape != data.info.event_shape:
+        raise ValueError(
+            f"eval.reference_run {run_dir} was trained on differently encoded data "
+            "(vocabulary or shape differ); train the reference on the same data set"
+        )
+    return ref.method
+
+
 def evaluate(
     method: Method, data: DataSource, cfg: EvalConfig, *, progress: bool = False
 ) -> tuple[dict[str, float], SampleOutput | None, Tensor | None]:
@@ -112,6 +126,9 @@ def evaluate(
             metrics["sample_seconds_per_example"] = seconds / cfg.num_samples
             metrics["sample_nfe"] = float(samples.nfe)
             metrics.update(data.sample_metrics(samples.x, cond))
+            if cfg.reference_run:
+                reference = load_reference(cfg.reference_run, data, method.device)
+                metrics.update(generative_perplexity(reference, samples.x, batch_size=cfg.batch_size))
     finally:
         method.train(was_training)
     return metrics, samples, cond

@@ -8,6 +8,7 @@ Run directory layout::
     metrics.json       the final evaluation
     checkpoints/       atomic safetensors + JSON checkpoints; ``latest`` names the newest
     samples.*          final samples (.npy + .png, or .txt for text)
+    infill.*           test examples with a part hidden, completed by the model (where defined)
     loss.png           the loss curve
     trajectory.png     x_t at several t while sampling (where a picture fits)
     samples/           periodic samples during training
@@ -32,6 +33,9 @@ from .utils import resolve_device
 
 PERIODIC_SAMPLES = 64
 """Samples drawn for the periodic figures during training."""
+
+INFILL_EXAMPLES = 4
+"""Test examples completed from a partial input at the end of a run (where the data allows)."""
 
 
 def _periodic_eval(eval_cfg: EvalConfig):
@@ -68,6 +72,19 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
         trainer.data.save_samples(samples.x, run_dir / "samples", cond)
         if samples.trajectory:
             trainer.data.plot_trajectory(samples.trajectory, run_dir / "trajectory.png")
+    example = trainer.data.infilling_example(INFILL_EXAMPLES)
+    if example is not None:
+        known, mask = example
+        with trainer.averaged() as model:
+            out = model.sample(
+                tuple(known.shape),
+                known=known.to(model.device),
+                known_mask=mask.to(model.device),
+                steps=eval_cfg.steps,
+                sampler=eval_cfg.sampler,
+                generator=torch.Generator().manual_seed(eval_cfg.seed),
+            )
+        trainer.data.save_infilling(known, mask, out.x.cpu(), run_dir / "infill")
     loss_curve(trainer.metrics_path, run_dir / "loss.png")
     return metrics
 

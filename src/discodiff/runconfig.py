@@ -71,6 +71,7 @@ class EvalConfig:
     steps: int | None = None  # None: the method's default
     guidance_scale: float = 1.0
     seed: int = 0  # seed of evaluation noise and samples (independent of training)
+    reference_run: str | None = None  # a run dir (same data) whose model scores samples: gen_ppl
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.nll_examples < 0 or self.num_samples < 0:

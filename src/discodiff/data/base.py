@@ -141,6 +141,15 @@ class DataSource(ABC):
         """Sample-quality metrics against the test split (none by default)."""
         return {}
 
+    def infilling_example(self, n: int) -> tuple[Tensor, Tensor] | None:
+        """``(known, known_mask)`` for ``n`` test examples with a part hidden, used to show
+        infilling / inpainting at the end of a run; ``None`` where it does not apply."""
+        return None
+
+    def save_infilling(self, known: Tensor, known_mask: Tensor, samples: Tensor, stem: Path) -> list[Path]:
+        """Write an infilling result (the default writes the completed samples only)."""
+        return self.save_samples(samples, stem)
+
     def plot_trajectory(self, trajectory: list[tuple[float, Tensor]], path: Path) -> Path | None:
         """Draw x_t at several t, where a picture fits (nothing by default)."""
         return None

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..metrics.text import sample_entropy
 from .base import DATASETS, DataInfo, DataSource, GeneratedStream, TrainStream
 from .vocab import TEXT8_ALPHABET, CharVocab, to_text8
 
@@ -86,6 +87,10 @@ def _check_common(seq_len: int, eval_windows: int | None) -> None:
         raise ValueError(f"seq_len must be >= 1, got {seq_len}")
     if eval_windows is not None and eval_windows < 1:
         raise ValueError(f"eval_windows must be >= 1 or null, got {eval_windows}")
+
+
+INFILL_HOLE = "\u2591"
+"""Shown in place of each hidden character of an infilling prompt (light shade)."""
 
 
 class TextData(DataSource):
@@ -170,6 +175,30 @@ class TextData(DataSource):
 
     def state_dict(self) -> dict:
         return {"chars": self.vocab.chars}
+
+    def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
+        """Mean per-sample unigram entropy in nats (low values expose repetitive, collapsed text)."""
+        return {"sample_entropy": sample_entropy(samples, len(self.vocab))}
+
+    def infilling_example(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` test windows with their middle half hidden."""
+        x, _ = self.split("test")
+        x = x[torch.linspace(0, len(x) - 1, n).round().long()]
+        mask = torch.ones_like(x, dtype=torch.bool)
+        mask[:, self.seq_len // 4 : 3 * self.seq_len // 4] = False
+        return x, mask
+
+    def save_infilling(self, known: Tensor, known_mask: Tensor, samples: Tensor, stem: Path) -> list[Path]:
+        """Prompt (hidden characters as INFILL_HOLE) and completion, one pair per example."""
+        prompts = self.decode(known)
+        mask = known_mask.cpu()
+        blocks = []
+        for i, (prompt, filled) in enumerate(zip(prompts, self.decode(samples))):
+            shown = "".join(c if m else INFILL_HOLE for c, m in zip(prompt, mask[i].tolist()))
+            blocks.append(f"=== example {i}: prompt ===\n{shown}\n=== example {i}: infilled ===\n{filled}\n")
+        path = Path(stem).with_suffix(".txt")
+        path.write_text("".join(blocks), encoding="utf-8")
+        return [path]
 
 
 def read_text(path: str | None) -> str:
