@@ -221,31 +221,26 @@ class Trainer:
             rec = self.train_step()
             window_steps += 1
             bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == stop:
-                elapsed = time.perf_counter() - window_start
-                rate = window_steps * cfg.batch_size / max(elapsed, 1e-9)
-                bar.set_postfix(loss=f"{rec['loss']:.4g}", ex_s=f"{rate:.0f}")
-                self.log(
-                    {
-                        "kind": "train",
-                        "step": self.step,
-                        "examples_per_s": rate,
-                        "elapsed_s": time.perf_counter() - start_time,
-                        **rec,
-                    }
-                )
-                window_start, window_steps = time.perf_counter(), 0
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < stop and on_eval:
-                on_eval(self)
-            if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < stop and on_sample:
-                on_sample(self)
-            if self.step % cfg.ckpt_every == 0 and self.step < stop:
-                self.save()
-            over_budget = (
+            over_budget = self.dist.any(
                 cfg.time_budget_s is not None and time.perf_counter() - start_time > cfg.time_budget_s
             )
-            if self.dist.any(over_budget):
+            last = self.step == stop or over_budget
+            if self.step % cfg.log_every == 0 or last:
+                rate = window_steps * cfg.batch_size / (time.perf_counter() - window_start)
+                bar.set_postfix(loss=f"{rec['loss']:.4g}", ex_s=f"{rate:.0f}")
+                elapsed = time.perf_counter() - start_time
+                self.log(
+                    {"kind": "train", "step": self.step, "examples_per_s": rate, "elapsed_s": elapsed, **rec}
+                )
+                window_start, window_steps = time.perf_counter(), 0
+            if last:
                 break
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and on_eval:
+                on_eval(self)
+            if cfg.sample_every and self.step % cfg.sample_every == 0 and on_sample:
+                on_sample(self)
+            if self.step % cfg.ckpt_every == 0:
+                self.save()
         bar.close()
         self.save()
         self.dist.barrier()
