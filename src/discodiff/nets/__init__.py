@@ -1,6 +1,6 @@
 """Backbones: called as ``net(x_t, t, cond)``; no diffusion math inside."""
 
-from . import mlp
+from . import mlp, unet
 from .base import NETS, NetSpec
 
-__all__ = ["NETS", "NetSpec", "mlp"]
+__all__ = ["NETS", "NetSpec", "mlp", "unet"]
