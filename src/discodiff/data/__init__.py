@@ -1,6 +1,6 @@
 """Data sets and their training streams."""
 
-from . import toy2d
+from . import images, toy2d
 from .base import DATASETS, DataInfo, DataSource
 
-__all__ = ["DATASETS", "DataInfo", "DataSource", "toy2d"]
+__all__ = ["DATASETS", "DataInfo", "DataSource", "images", "toy2d"]
