@@ -13,7 +13,7 @@ import torch
 from discodiff.config import from_dict
 from discodiff.data import DATASETS
 from discodiff.data.image_files import read_csv_images, read_idx, read_idx_images
-from discodiff.data.images import FASHION_MNIST_DIR, levels_to_unit, unit_to_levels
+from discodiff.data.images import FASHION_MNIST_DIR, inpainting_mask, levels_to_unit, unit_to_levels
 from discodiff.plots_images import inpainting_figure
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data" / "images"
@@ -264,12 +264,15 @@ def test_save_samples_and_figures(tmp_path):
     paths = data.save_samples(x[:30], tmp_path / "samples", cond[:30])
     assert [p.name for p in paths] == ["samples.npy", "samples_labels.npy", "samples.png"]
     assert np.array_equal(np.load(paths[0]), x[:30].numpy())
-    unlabelled = data.save_samples(x[:7] * 1.5, tmp_path / "plain")  # out-of-range values are clipped
-    assert [p.name for p in unlabelled] == ["plain.npy", "plain.png"]
+    unlabelled = data.save_samples(x[:7] * 1.5, tmp_path / "w2.0")  # out-of-range values are clipped
+    assert [p.name for p in unlabelled] == ["w2.0.npy", "w2.0.png"]
     trajectory = [(t, x[:4] * (1 - t) + t * torch.randn(4, 1, 8, 8)) for t in (1.0, 0.5, 0.0)]
     assert data.plot_trajectory(trajectory, tmp_path / "strip.png").stat().st_size > 0
-    mask = torch.zeros(4, 1, 8, 8, dtype=torch.bool)
-    mask[..., :4] = True
+    mask = inpainting_mask(4, (1, 8, 8), "right")
+    assert mask[..., :4].all() and not mask[..., 4:].any()
+    assert inpainting_mask(1, (1, 8, 8), "center").sum() == 64 - 16
+    with pytest.raises(ValueError, match="allowed: left, right"):
+        inpainting_mask(1, (1, 8, 8), "middle")
     fig = inpainting_figure(x[:4], mask, [x[4:8], x[8:12]], tmp_path / "inpaint.png")
     assert fig.stat().st_size > 0
     tokens = build("digits", tokens=True)

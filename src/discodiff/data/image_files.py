@@ -155,6 +155,39 @@ def read_csv_images(
     return LabelledImages(images, _check_labels(labels.astype(np.int64), str(path)))
 
 
+def first_existing(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_image_path(
+    path: str | Path,
+    *,
+    prefix: Literal["train", "t10k"],
+    csv_label_column: Literal["first", "last"] = "last",
+    levels: int = 256,
+) -> LabelledImages:
+    """MNIST-style images from a directory holding ``<prefix>-images-idx3-ubyte[.gz]`` (and the
+    matching labels file, if present), an IDX images file (labels found by replacing
+    ``images-idx3`` with ``labels-idx1`` in its name, if present), or a CSV file (``.csv`` or
+    ``.csv.gz``, pixels in 0..levels-1)."""
+    path = Path(path)
+    if path.is_dir():
+        images = first_existing(path, f"{prefix}-images-idx3-ubyte")
+        if images is None:
+            raise FileNotFoundError(f"{path}: no {prefix}-images-idx3-ubyte or {prefix}-images-idx3-ubyte.gz")
+        return read_idx_images(images, first_existing(path, f"{prefix}-labels-idx1-ubyte"))
+    if path.name.endswith((".csv", ".csv.gz")):
+        return read_csv_images(path, label_column=csv_label_column, levels=levels)
+    labels = None
+    if "images-idx3" in path.name:
+        candidate = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
+        labels = candidate if candidate.is_file() else None
+    return read_idx_images(path, labels)
+
+
 DIGITS_LEVELS = 17
 """scikit-learn's digits are 8x8 counts 0..16 (4x4 blocks of a 32x32 bitmap), i.e. 17 levels."""
 

@@ -42,9 +42,9 @@ from .image_files import (
     DIGITS_LEVELS,
     NUM_CLASSES,
     LabelledImages,
+    first_existing,
     load_digits_images,
-    read_csv_images,
-    read_idx_images,
+    read_image_path,
 )
 
 MNIST_LEVELS = 256
@@ -64,6 +64,29 @@ def levels_to_unit(k: Tensor, levels: int) -> Tensor:
 def unit_to_levels(x: Tensor, levels: int) -> Tensor:
     r"""[-1, 1] -> nearest level :math:`\mathrm{round}((x+1)(L-1)/2)`, clamped to 0..L-1, long."""
     return torch.round((x.to(torch.float64) + 1) * (levels - 1) / 2).clamp(0, levels - 1).long()
+
+
+MASK_REGIONS = ("left", "right", "top", "bottom", "center")
+
+
+def inpainting_mask(num: int, image_shape: tuple[int, int, int], region: str) -> Tensor:
+    """A ``known_mask`` for inpainting: bool ``(num, C, H, W)``, True where pixels are *known*;
+    ``region`` names the *unknown* part: the left, right, top or bottom half, or the center
+    (the middle half of each side). Flatten it to ``(num, H*W)`` for token images (C = 1)."""
+    if region not in MASK_REGIONS:
+        raise ValueError(f"unknown inpainting region {region!r}; allowed: {', '.join(MASK_REGIONS)}")
+    _, height, width = image_shape
+    unknown = torch.zeros(image_shape, dtype=torch.bool)
+    h2, w2, h4, w4 = height // 2, width // 2, height // 4, width // 4
+    area = {
+        "left": (slice(None), slice(None, w2)),
+        "right": (slice(None), slice(w2, None)),
+        "top": (slice(None, h2), slice(None)),
+        "bottom": (slice(h2, None), slice(None)),
+        "center": (slice(h4, height - h4), slice(w4, width - w4)),
+    }[region]
+    unknown[:, area[0], area[1]] = True
+    return (~unknown).expand(num, *image_shape).clone()
 
 
 @dataclass(kw_only=True)
@@ -150,14 +173,16 @@ class ImageData(DataSource):
         from ..plots_images import image_grid
 
         stem = Path(stem)
-        paths = [stem.with_suffix(".npy")]
+        paths = [stem.parent / f"{stem.name}.npy"]  # appended: a stem may contain dots ("w2.0")
         np.save(paths[0], samples.detach().cpu().numpy())
         if cond is not None:
             paths.append(stem.parent / f"{stem.name}_labels.npy")
             np.save(paths[-1], cond.detach().cpu().numpy())
         labels = None if cond is None else cond.detach().cpu()
         paths.append(
-            image_grid(self.to_images(samples), stem.with_suffix(".png"), labels=labels, title=self.name)
+            image_grid(
+                self.to_images(samples), stem.parent / f"{stem.name}.png", labels=labels, title=self.name
+            )
         )
         return paths
 
@@ -234,40 +259,17 @@ class MNISTConfig(ImageOptions):
             raise ValueError(f"train_size must be >= 1 or null, got {self.train_size}")
 
 
-def _first_existing(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_image_path(
-    path: str | Path, *, prefix: Literal["train", "t10k"], csv_label_column: Literal["first", "last"] = "last"
-) -> LabelledImages:
-    """Read MNIST-style images from a directory, an IDX images file or a CSV file (see
-    :class:`MNISTConfig`); ``prefix`` picks the files inside a directory."""
-    path = Path(path)
-    if path.is_dir():
-        images = _first_existing(path, f"{prefix}-images-idx3-ubyte")
-        if images is None:
-            raise FileNotFoundError(f"{path}: no {prefix}-images-idx3-ubyte or {prefix}-images-idx3-ubyte.gz")
-        return read_idx_images(images, _first_existing(path, f"{prefix}-labels-idx1-ubyte"))
-    if path.name.endswith((".csv", ".csv.gz")):
-        return read_csv_images(path, label_column=csv_label_column, levels=MNIST_LEVELS)
-    labels = None
-    if "images-idx3" in path.name:
-        candidate = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
-        labels = candidate if candidate.is_file() else None
-    return read_idx_images(path, labels)
-
-
 def mnist_splits(config: MNISTConfig) -> dict[str, LabelledImages]:
     """train / val / test images for an MNIST-style configuration (see the module docstring)."""
-    train = read_image_path(config.train, prefix="train", csv_label_column=config.csv_label_column)
+    train = read_image_path(
+        config.train, prefix="train", csv_label_column=config.csv_label_column, levels=MNIST_LEVELS
+    )
     test = None
     if config.test is not None:
-        test = read_image_path(config.test, prefix="t10k", csv_label_column=config.csv_label_column)
-    elif Path(config.train).is_dir() and _first_existing(Path(config.train), "t10k-images-idx3-ubyte"):
+        test = read_image_path(
+            config.test, prefix="t10k", csv_label_column=config.csv_label_column, levels=MNIST_LEVELS
+        )
+    elif Path(config.train).is_dir() and first_existing(Path(config.train), "t10k-images-idx3-ubyte"):
         test = read_image_path(config.train, prefix="t10k")
     held = config.val_size + (config.test_size if test is None else 0)
     if held >= len(train.images):
