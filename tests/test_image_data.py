@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from discodiff.config import from_dict
+from discodiff.config import ConfigError, from_dict, to_dict
 from discodiff.data import DATASETS
 from discodiff.data.image_files import read_csv_images, read_idx, read_idx_images
 from discodiff.data.images import FASHION_MNIST_DIR, inpainting_mask, levels_to_unit, unit_to_levels
@@ -227,6 +227,21 @@ def test_mnist_from_csv(tmp_path):
     assert data.info.vocab_size == 256 and data.info.event_shape == (25,)
     x, cond = data.split("val")
     assert x.shape == (4, 25) and x.dtype == torch.long and cond is None
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"missing required key 'data\.train'"):
+        build("mnist")
+    with pytest.raises(ConfigError, match="did you mean 'labels'"):
+        build("digits", label=True)
+    with pytest.raises(ConfigError, match="val_size and test_size must be >= 1"):
+        build("mnist", train=str(tmp_path), val_size=0)
+    with pytest.raises(
+        ConfigError, match=r"'data\.csv_label_column': got 'middle'; allowed: 'first', 'last'"
+    ):
+        build("mnist", train=str(tmp_path), csv_label_column="middle")
+    config = from_dict(DATASETS.entry("fashion_mnist").config, {"labels": True}, "data")
+    assert to_dict(config)["train"] == FASHION_MNIST_DIR and to_dict(config)["labels"] is True
 
 
 @pytest.mark.skipif(not MNIST_TEST.is_dir(), reason="shared MNIST test files absent")

@@ -72,7 +72,8 @@ def _zero(module: nn.Module) -> nn.Module:
 
 
 class ResBlock(nn.Module):
-    r"""``h + conv(drop(act(GN(conv(act(GN(h)))) (1 + scale) + shift)))``, 1x1 skip when widths differ."""
+    r"""``skip(h) + conv(drop(act(GN(conv(act(GN(h)))) (1 + scale) + shift)))`` with (scale, shift)
+    a linear map of the embedding; ``skip`` is a 1x1 convolution when the widths differ."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int, *, groups: int, dropout: float) -> None:
         super().__init__()
