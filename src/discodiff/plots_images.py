@@ -37,6 +37,12 @@ STRIP_MAX_ROWS = 8
 PAD = 1
 """Pixels between tiles of a mosaic."""
 
+FIGURE_INCHES = 8.0
+"""Target size of a mosaic's longer side (at 100 dpi), within the per-pixel bounds below."""
+
+MIN_INCHES_PER_PIXEL, MAX_INCHES_PER_PIXEL = 0.02, 0.08
+"""Each image pixel is drawn 2 to 8 figure pixels wide."""
+
 
 def _mosaic(tiles: list[list[Tensor | None]]) -> np.ndarray:
     """Rows of (C, H, W) tiles (``None``: empty) -> an (rows*(H+PAD), cols*(W+PAD), 3) RGB array in
@@ -59,7 +65,7 @@ def _draw(mosaic: np.ndarray, path: Path, *, row_names: list[str], col_names: li
     """Save a mosaic with optional row and column names; NaN pixels in :data:`MISSING_COLOR`."""
     rgb = np.where(np.isnan(mosaic), np.array(MISSING_COLOR), mosaic)
     height, width = rgb.shape[:2]
-    scale = max(4.0 / max(width, height), 0.08)  # inches per pixel: at least 4 in, at least 0.08 in/px
+    scale = min(max(FIGURE_INCHES / max(width, height), MIN_INCHES_PER_PIXEL), MAX_INCHES_PER_PIXEL)
     fig, ax = plt.subplots(figsize=(width * scale + 1.2, height * scale + 0.6))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_xticks([])
