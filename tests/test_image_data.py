@@ -290,7 +290,15 @@ def test_save_samples_and_figures(tmp_path):
         inpainting_mask(1, (1, 8, 8), "middle")
     fig = inpainting_figure(x[:4], mask, [x[4:8], x[8:12]], tmp_path / "inpaint.png")
     assert fig.stat().st_size > 0
+    known, known_mask = data.infilling_example(5)
+    assert known.shape == (5, 1, 8, 8) and known_mask.shape == known.shape and known_mask.dtype == torch.bool
+    assert known_mask[..., :4].all() and not known_mask[..., 4:].any()
+    written = data.save_infilling(known, known_mask, torch.where(known_mask, known, 0.0), tmp_path / "fill")
+    assert [p.name for p in written] == ["fill.npy", "fill.png"]
     tokens = build("digits", tokens=True)
+    known, known_mask = tokens.infilling_example(3)
+    assert known.shape == known_mask.shape == (3, 64) and known_mask.reshape(3, 8, 8)[:, :, :4].all()
+    assert tokens.save_infilling(known, known_mask, known, tmp_path / "tokfill")[-1].stat().st_size > 0
     ids = tokens.split("test")[0][:9].clone()
     ids[:, :10] = 17  # a [MASK] id outside the vocabulary: drawn as missing
     assert torch.isnan(tokens.to_images(ids)).sum() == 90

@@ -68,6 +68,9 @@ def unit_to_levels(x: Tensor, levels: int) -> Tensor:
 
 MASK_REGIONS = ("left", "right", "top", "bottom", "center")
 
+INFILLING_REGION = "right"
+"""The unknown part of the inpainting example every run draws (:meth:`ImageData.infilling_example`)."""
+
 
 def inpainting_mask(num: int, image_shape: tuple[int, int, int], region: str) -> Tensor:
     """A ``known_mask`` for inpainting: bool ``(num, C, H, W)``, True where pixels are *known*;
@@ -190,6 +193,32 @@ class ImageData(DataSource):
         from ..plots_images import denoising_strip
 
         return denoising_strip([(t, self.to_images(x)) for t, x in trajectory], path)
+
+    def infilling_example(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` test images (evenly spaced through the split) with their right half unknown:
+        ``(known, known_mask)`` in this data set's encoding (images, or flattened for tokens)."""
+        x, _ = self.split("test")
+        x = x[torch.linspace(0, len(x) - 1, n).round().long()]
+        mask = inpainting_mask(n, self.image_shape, INFILLING_REGION)
+        return x, mask.reshape(x.shape)
+
+    def save_infilling(self, known: Tensor, known_mask: Tensor, samples: Tensor, stem: Path) -> list[Path]:
+        """``<stem>.npy`` (the completed samples) and ``<stem>.png``: masked input, completion and
+        original (``known`` holds the original everywhere) for each example."""
+        from ..plots_images import inpainting_figure
+
+        stem = Path(stem)
+        npy = stem.parent / f"{stem.name}.npy"
+        np.save(npy, samples.detach().cpu().numpy())
+        shape = (len(known), *self.image_shape)
+        png = inpainting_figure(
+            self.to_images(known),
+            known_mask.detach().cpu().reshape(shape),
+            [self.to_images(samples)],
+            stem.parent / f"{stem.name}.png",
+            title=f"{self.name}: inpainting",
+        )
+        return [npy, png]
 
     def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
         """``classifier_fd`` (and ``classifier_accuracy`` given labels) from the data set's own
