@@ -54,8 +54,9 @@ def test_time_and_input_change_the_output():
     base = net(x, t)
     assert not torch.allclose(base, net(x, torch.tensor([0.9, 0.9])))
     assert not torch.allclose(base, net(x + 0.5, t))
-    # examples do not interact (GroupNorm, not BatchNorm)
-    assert torch.allclose(net(x[:1], t[:1]), base[:1], atol=1e-6)
+    # examples do not interact (GroupNorm, not BatchNorm); convolution kernels may differ by batch
+    # size in the last float32 bits, which a BatchNorm's O(1) coupling would far exceed
+    assert torch.allclose(net(x[:1], t[:1]), base[:1], atol=1e-4)
 
 
 def test_class_conditioning_and_null_class():
