@@ -17,6 +17,14 @@ from discodiff.gaussian import GaussianConfig, GaussianDiffusion
 from discodiff.gaussian.losses import discretized_gaussian_log_likelihood
 from discodiff.nets import NetSpec
 from discodiff.nets.unet import UNet, UNetConfig
+from torch_threads import single_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
 
 LN2 = math.log(2)
 
@@ -155,22 +163,11 @@ def compare_bound_and_ode(
     return float(bound.mean()), float(ode.mean()), float(diff.std() / math.sqrt(n))
 
 
-@pytest.fixture
-def one_thread():
-    """Train on one thread: tiny convolutions gain nothing from two, and two OpenMP threads on a
-    busy two-core machine wait for each other (measured here: 12 s on one thread, 70-290 s on two
-    while other processes ran)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 UNIFORM_BITS = math.log2(17)
 """bits/dim of the uniform distribution over 17 levels: any trained model must beat it."""
 
 
-def test_bound_and_ode_agree_on_a_tiny_trained_model(one_thread):
+def test_bound_and_ode_agree_on_a_tiny_trained_model():
     r"""400 steps (about 20 epochs) of a tiny U-Net. Both estimators bound -log2 P(x) per pixel from
     above (the ODE through uniform dequantization, Hutchinson divergence, unbiased for log p); the
     ODE model is not the model whose bound we compute, but a trained model's ODE likelihood is as
@@ -187,7 +184,7 @@ def test_bound_and_ode_agree_on_a_tiny_trained_model(one_thread):
 
 
 @pytest.mark.slow
-def test_bound_and_ode_agree_exact_divergence_longer_training(one_thread):
+def test_bound_and_ode_agree_exact_divergence_longer_training():
     """As above with 2,000 steps at batch 128 and the exact divergence: a smaller stated margin,
     0.6 bits/dim (measured: bound 2.64, ODE 2.29, standard error of the difference 0.02)."""
     method = train_tiny_unet(2000, batch_size=128, exact_divergence_max_dim=64, ode_rtol=1e-4, ode_atol=1e-4)
