@@ -21,14 +21,6 @@ from discodiff.metrics.classifier import (
     save_classifier,
     train_classifier,
 )
-from torch_threads import single_thread
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
 
 QUICK = TrainSettings(steps=300)
 """About 15 epochs of digits: enough for > 90 % test accuracy in a few seconds."""

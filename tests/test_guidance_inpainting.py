@@ -14,14 +14,6 @@ from discodiff.gaussian import GAUSSIAN_SAMPLERS, GaussianConfig, GaussianDiffus
 from discodiff.nets import NetSpec
 from discodiff.nets.unet import UNet, UNetConfig
 from discodiff.schedules import SCHEDULES
-from torch_threads import single_thread
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
 
 SAMPLERS = GAUSSIAN_SAMPLERS.names()
 STEPS = 8

@@ -15,14 +15,6 @@ from discodiff.data import DATASETS
 from discodiff.data.image_files import read_csv_images, read_idx, read_idx_images
 from discodiff.data.images import FASHION_MNIST_DIR, inpainting_mask, levels_to_unit, unit_to_levels
 from discodiff.plots_images import inpainting_figure
-from torch_threads import single_thread
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
 
 SHARED = Path(__file__).parents[1] / ".." / "shared" / "data" / "images"
 MNIST_TEST = SHARED / "mnist_test"

@@ -17,14 +17,6 @@ from discodiff.gaussian import GaussianConfig, GaussianDiffusion
 from discodiff.gaussian.losses import discretized_gaussian_log_likelihood
 from discodiff.nets import NetSpec
 from discodiff.nets.unet import UNet, UNetConfig
-from torch_threads import single_thread
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
 
 LN2 = math.log(2)
 

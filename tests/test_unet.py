@@ -8,14 +8,6 @@ import torch
 from discodiff.config import ConfigError, from_dict
 from discodiff.nets import NETS, NetSpec
 from discodiff.nets.unet import UNet, UNetConfig
-from torch_threads import single_thread
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_thread():
-        yield
-
 
 SMALL = {"channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "groups": 4, "num_heads": 2}
 
