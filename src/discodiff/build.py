@@ -96,6 +96,7 @@ def load_run(run_dir: str | Path, *, device: torch.device, weights: str = "ema")
         raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
     config = parse_config(yaml.safe_load(cfg_path.read_text()))
     data, method = build_run(config, data_state=read_data_state(run_dir))
+    data.use_directory(run_dir)
     path = latest_checkpoint(run_dir / "checkpoints")
     if path is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet")

@@ -5,6 +5,7 @@
     discodiff train CONFIG.yaml [--out RUN_DIR] [--max-steps N] [--resume] [key=value ...]
     discodiff sample RUN_DIR [--num N] [--steps S] [--sampler NAME] [--out FILE]
     discodiff eval RUN_DIR [--json] [eval.key=value ...]
+    discodiff classifier RUN_DIR [--force]      (image runs: the sample-metric classifier)
 
 User errors (bad config, missing file, corrupted checkpoint, diverged training) print one clear
 line and exit with status 2; set ``DISCODIFF_DEBUG=1`` to see the traceback.
@@ -62,7 +63,29 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument(
         "overrides", nargs="*", metavar="key=value", help="eval overrides, e.g. eval.num_samples=10000"
     )
+    c = sub.add_parser("classifier", help="train (or reuse) the evaluation classifier of an image run")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--force", action="store_true", help="train again even if a checkpoint exists")
     return p
+
+
+def _classifier(args: argparse.Namespace) -> int:
+    from .build import build_data, read_data_state
+    from .runconfig import parse_config
+
+    cfg_path = args.run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{args.run_dir} is not a run directory: config.yaml is missing")
+    import yaml
+
+    data = build_data(parse_config(yaml.safe_load(cfg_path.read_text())), read_data_state(args.run_dir))
+    data.use_directory(args.run_dir)
+    paths = data.prepare_metrics(force=args.force)
+    if not paths:
+        raise ConfigError("this run's data set has no evaluation classifier (set data.classifier for images)")
+    for path in paths:
+        print(path)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -156,7 +179,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    command = {"train": _train, "sample": _sample, "eval": _eval}[args.command]
+    command = {"train": _train, "sample": _sample, "eval": _eval, "classifier": _classifier}[args.command]
     try:
         return command(args)
     except USER_ERRORS as err:

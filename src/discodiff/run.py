@@ -111,6 +111,7 @@ def train_run(
             )
         torch.manual_seed(config.seed)
         data, method = build_run(config, data_state=read_data_state(run_dir) if resume else None)
+        data.use_directory(run_dir)
         method.to(device)
         if dist.is_main:
             save_run_files(run_dir, config, data)

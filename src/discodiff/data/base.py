@@ -120,6 +120,16 @@ class DataSource(ABC):
     """A data set: its info, a training stream, fixed evaluation splits, and how to show samples."""
 
     info: DataInfo
+    artifact_dir: Path | None = None  # where derived artifacts are cached (the run directory)
+
+    def use_directory(self, path: Path) -> None:
+        """Cache what the data set derives (e.g. its evaluation classifier) under ``path``."""
+        self.artifact_dir = Path(path)
+
+    def prepare_metrics(self, *, force: bool = False) -> list[Path]:
+        """Train or load what :meth:`sample_metrics` needs (nothing by default); returns the files
+        written or reused."""
+        return []
 
     @abstractmethod
     def train_stream(self, seed: int) -> TrainStream:

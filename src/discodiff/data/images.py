@@ -98,7 +98,7 @@ class ImageOptions:
 
     labels: bool = False  # yield class labels (10 classes) for class-conditional models
     tokens: bool = False  # yield images as (H*W,) long level ids for categorical models
-    classifier: str | None = None  # classifier checkpoint (.safetensors) for sample metrics
+    classifier: str | None = None  # classifier checkpoint (.safetensors; relative: in the run dir)
 
 
 class ImageData(DataSource):
@@ -220,16 +220,36 @@ class ImageData(DataSource):
         )
         return [npy, png]
 
+    def classifier_path(self) -> Path | None:
+        """The configured classifier checkpoint; a relative path lives in the run directory."""
+        if self.options.classifier is None:
+            return None
+        path = Path(self.options.classifier)
+        return path if path.is_absolute() or self.artifact_dir is None else self.artifact_dir / path
+
+    def prepare_metrics(self, *, force: bool = False) -> list[Path]:
+        """Train (or load) the evaluation classifier at :meth:`classifier_path`."""
+        from ..metrics.classifier import load_or_train
+
+        path = self.classifier_path()
+        if path is None:
+            return []
+        if force:
+            path.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._classifier = load_or_train(path, self)
+        return [path]
+
     def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
         """``classifier_fd`` (and ``classifier_accuracy`` given labels) from the data set's own
         classifier, when ``classifier`` is configured; see :mod:`discodiff.metrics.classifier`.
         Not comparable with Inception FID."""
         if self.options.classifier is None:
             return {}
-        from ..metrics.classifier import classifier_sample_metrics, load_or_train
+        from ..metrics.classifier import classifier_sample_metrics
 
         if self._classifier is None:
-            self._classifier = load_or_train(self.options.classifier, self)
+            self.prepare_metrics()
         images = self.to_images(samples)
         if torch.isnan(images).any():
             raise ValueError("samples contain ids outside the vocabulary (e.g. [MASK]); cannot score them")
