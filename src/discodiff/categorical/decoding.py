@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from ..base import SampleOutput, check_known
 from .masked_process import relative_noise, unmask_log_probs
-from .sampling import sample_categorical, sharpen
+from .sampling import sample_categorical, sample_inverse_cdf, sharpen, uniform
 from .validation import check_tokens
 
 if TYPE_CHECKING:
@@ -196,30 +196,31 @@ def generate(
     canvas = torch.full((N, max(length, L)), method.mask_id, dtype=torch.long, device=device)
     if known is not None:
         canvas[:, :length] = torch.where(known[1], known[0], canvas[:, :length])
+    prior = method.transition.log_prior().to(device)  # (K + 1,), shared by every token
     record: list[tuple[float, Tensor]] | None = [] if trajectory else None
     evaluations = 0
-    end = L
-    start = 0
-    while True:
+    for start, end in window_bounds(length, L, opts.block_size):
         window = canvas[:, start:end]
-        free = window == method.mask_id
-        prior = method.transition.log_prior().to(device).expand(N, L, method.transition.num_states)
-        x = torch.where(free, sample_categorical(prior, generator=generator), window)  # x_1 ~ p(x_1)
-        if record is not None:
-            record.append((1.0, _place(canvas, x, start)))
+        draw = sample_inverse_cdf(prior, uniform((N, L), generator=generator, device=device))
+        x = torch.where(window == method.mask_id, draw, window)  # x_1 ~ p(x_1): all [MASK] if alpha_1 = 0
+        frames: list[tuple[float, Tensor]] | None = [(1.0, x)] if record is not None else None
         denoiser = Denoiser(method, cond, opts.guidance_scale, cache=opts.sampler == "caching")
-        windowed_record = [] if record is not None else None
-        x = sample_window(method, x, opts, denoiser, generator, windowed_record, progress)
-        canvas[:, start:end] = x
-        if record is not None:
-            record.extend((t, _place(canvas, v, start)) for t, v in windowed_record)
+        canvas[:, start:end] = sample_window(method, x, opts, denoiser, generator, frames, progress)
         evaluations += denoiser.evaluations
-        if end >= length:
-            break
-        end = min(end + opts.block_size, length)
-        start = end - L
-    nfe = math.ceil(evaluations / N)
-    return SampleOutput(canvas[:, :length].clone(), record or [], nfe)
+        if record is not None:
+            record.extend((t, _place(canvas, frame, start)) for t, frame in frames)
+    return SampleOutput(canvas[:, :length].clone(), record or [], math.ceil(evaluations / N))
+
+
+def window_bounds(length: int, L: int, block_size: int) -> list[tuple[int, int]]:
+    """Windows ``[start, end)`` of L tokens covering ``max(length, L)`` positions: ``[0, L)``, then
+    each next window ends ``block_size`` tokens later (the last one at ``length``), so it holds
+    ``L - block_size`` already generated tokens as context and generates the rest."""
+    bounds = [(0, L)]
+    while bounds[-1][1] < length:
+        end = min(bounds[-1][1] + block_size, length)
+        bounds.append((end - L, end))
+    return bounds
 
 
 def _place(canvas: Tensor, window: Tensor, start: int) -> Tensor:

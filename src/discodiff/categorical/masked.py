@@ -168,11 +168,10 @@ class MaskedDiffusion(Method):
             )
             log_c, log_u = torch.log_softmax(both, dim=-1).chunk(2)
             log_p0 = torch.log_softmax(log_u + guidance_scale * (log_c - log_u), dim=-1)
-        unmasked = x_t != self.mask_id
-        carried = torch.full_like(log_p0, NEG_INF).scatter_(
-            -1, x_t.clamp(max=self.vocab_size - 1)[..., None], 0.0
-        )
-        return torch.where(unmasked[..., None], carried, log_p0)
+        unmasked = (x_t != self.mask_id)[..., None]
+        index = x_t.clamp(max=self.vocab_size - 1)[..., None]  # masked rows rewrite their last entry
+        out = log_p0.masked_fill(unmasked, NEG_INF)
+        return out.scatter_(-1, index, torch.where(unmasked, 0.0, out.gather(-1, index)))
 
     def reverse_log_probs(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x_s|x_t)` ``(B, L, K+1)`` from SUBS :math:`\log\hat p` ``(B, L, K)``, s < t.
@@ -190,9 +189,15 @@ class MaskedDiffusion(Method):
     # ---- bound ---------------------------------------------------------------------------------
 
     def prior_kl(self, x0: Tensor) -> Tensor:
-        r""":math:`\mathrm{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` float64 nats."""
-        log_q1 = self.transition.log_marginal(x0, 1.0, dtype=torch.float64)
-        return categorical_kl(log_q1, self.transition.log_prior()).sum(dim=1)
+        r""":math:`\mathrm{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` float64 nats.
+
+        The matching prior is symmetric in the data ids, so every token pays the same,
+        :math:`\alpha_1\log K` (0 when :math:`\alpha_1 = 0`); it is computed once, in O(K).
+        """
+        one = torch.zeros(1, 1, dtype=torch.long, device=x0.device)
+        log_q1 = self.transition.log_marginal(one, 1.0, dtype=torch.float64)
+        per_token = categorical_kl(log_q1, self.transition.log_prior().to(x0.device))[0, 0]
+        return per_token.expand(x0.shape[0]) * x0.shape[1]
 
     def masked_cross_entropy(
         self, x0: Tensor, t: Tensor, u: Tensor, cond: Tensor | None = None
@@ -278,16 +283,15 @@ class MaskedDiffusion(Method):
         B, L = x0.shape
         exact_sum = 0 < self.T <= self.config.nll_time_samples
         k = self.T if exact_sum else self.config.nll_time_samples
-        offset = (
-            torch.zeros(B, dtype=torch.float64, device=x0.device)
-            if exact_sum
-            else batch.rand(dtype=torch.float64)
-        )
+        offset = None if exact_sum else batch.rand(dtype=torch.float64)
         with torch.no_grad():
             prior = self.prior_kl(x0)
             diffusion = torch.zeros_like(prior)
             for j in range(k):
-                t = self.times((j + offset) / k)
+                if offset is None:  # every grid point i / T, i = 1..T
+                    t = torch.full((B,), (j + 1) / k, dtype=torch.float64, device=x0.device)
+                else:
+                    t = self.times((j + offset) / k)
                 u = batch.rand(L, 2, dtype=torch.float64)
                 diffusion += self.diffusion_term(x0, t, u, batch.cond).to(torch.float64) / k
         nll = prior + diffusion
@@ -323,7 +327,8 @@ class MaskedDiffusion(Method):
             raise ValueError(
                 "sampler 'caching' needs time_conditioning: false (it reuses outputs across times)"
             )
-        steps = steps or self.config.sample_steps or self.T or self.event_shape[0]
+        if steps is None:
+            steps = self.config.sample_steps or self.T or self.event_shape[0]
         if steps < 1 or (self.T and steps > self.T):
             raise ValueError(f"steps must be in 1 .. {self.T or 'any'}, got {steps}")
         shape = self.resolve_shape(num_or_shape)
