@@ -332,7 +332,7 @@ class MaskedDiffusion(Method):
         if steps < 1 or (self.T and steps > self.T):
             raise ValueError(f"steps must be in 1 .. {self.T or 'any'}, got {steps}")
         shape = self.resolve_shape(num_or_shape)
-        labels = self._sample_labels(cond, shape[0], guidance_scale)
+        labels = decoding.check_labels(cond, shape[0], self.num_classes, guidance_scale, self.device)
         known_pair = decoding.check_known_tokens(known, known_mask, shape, self.vocab_size, self.device)
         options = decoding.DecodeOptions(
             sampler=sampler,
@@ -359,23 +359,6 @@ class MaskedDiffusion(Method):
         if self.T:
             return [round(self.T * (1 - k / steps)) / self.T for k in range(steps + 1)]
         return [1 - k / steps for k in range(steps + 1)]
-
-    def _sample_labels(self, cond: Tensor | None, n: int, guidance_scale: float) -> Tensor | None:
-        if cond is None:
-            if guidance_scale != 1.0:
-                raise ValueError("guidance_scale != 1 needs class labels (cond)")
-            return (
-                None
-                if self.num_classes == 0
-                else torch.full((n,), NULL_LABEL, dtype=torch.long, device=self.device)
-            )
-        if self.num_classes == 0:
-            raise ValueError("this model is unconditional: cond must be None")
-        if cond.shape != (n,) or cond.dtype != torch.long:
-            raise ValueError(
-                f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}"
-            )
-        return cond.to(self.device)
 
 
 @METHODS.register("mdlm", config=MaskedConfig)

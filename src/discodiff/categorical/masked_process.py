@@ -41,7 +41,7 @@ def elbo_weight(schedule: Schedule, t: Tensor, timesteps: int) -> Tensor:
     """
     t = t.to(torch.float64)
     if timesteps > 0:
-        log_move, _ = unmask_log_probs(schedule, t - 1.0 / timesteps, t)
+        log_move, _ = unmask_log_probs(schedule, (t - 1.0 / timesteps).clamp(min=0.0), t)
         return timesteps * log_move.exp()
     noise_t = relative_noise(schedule, t)
     return torch.where(torch.isinf(noise_t), 0.0, schedule.dsigma_bar(t) / torch.expm1(noise_t))
