@@ -1,7 +1,8 @@
-"""Categorical diffusion over token data: transitions, the categorical sampler, D3PM."""
+"""Categorical diffusion over token data: transitions, the categorical sampler, D3PM, masked diffusion."""
 
-from . import d3pm
+from . import d3pm, masked
 from .d3pm import D3PM, D3PMConfig
+from .masked import MaskedConfig, MaskedDiffusion
 from .matrix_transitions import (
     DenseTransition,
     DiscretizedGaussianTransition,
@@ -24,6 +25,8 @@ __all__ = [
     "DiscretizedGaussianTransition",
     "GridTransition",
     "MarginalTransition",
+    "MaskedConfig",
+    "MaskedDiffusion",
     "MatrixTransition",
     "MixingTransition",
     "RateMatrixTransition",
@@ -31,6 +34,7 @@ __all__ = [
     "UniformTransition",
     "build_transition",
     "d3pm",
+    "masked",
     "sample_categorical",
     "sample_inverse_cdf",
     "sharpen",
