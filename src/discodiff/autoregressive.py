@@ -36,6 +36,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from .categorical.guidance import combine_guidance
 from .categorical.logspace import log_normalize
 from .categorical.sampling import sample_categorical, sharpen
 from .data.base import DataInfo
@@ -190,7 +191,7 @@ class Autoregressive(Method):
             logits = self.net(inp, t, labels, cache=cache) if cache is not None else self.net(inp, t, labels)
             log_p = torch.log_softmax(logits[:, -1].double(), dim=-1)  # (rows, V)
             if guided:
-                log_p = log_p[n:] + guidance_scale * (log_p[:n] - log_p[n:])  # (n, V)
+                log_p = combine_guidance(log_p[:n], log_p[n:], guidance_scale)  # (n, V)
             log_p = sharpen(
                 log_normalize(log_p), temperature=self.config.temperature, top_p=self.config.top_p
             )

@@ -45,6 +45,7 @@ from ..base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, Sa
 from ..config import Spec, component
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
+from .guidance import guided_log_probs, network_calls
 from .logspace import categorical_kl
 from .sampling import sample_categorical, sharpen, uniform
 from .transition_configs import TRANSITIONS, build_transition
@@ -131,20 +132,13 @@ class D3PM(Method):
         :math:`\log\hat p \propto \log\hat p_u + w(\log\hat p_c - \log\hat p_u)` (Ho & Salimans 2022,
         applied to log-probabilities).
         """
-        expected = (*x_t.shape, self.transition.vocab_size)
-        t_in = t.to(torch.float32)
-        if guidance_scale == 1.0:
-            self.nfe += 1
-            return torch.log_softmax(check_logits(self.net(x_t, t_in, cond), expected=expected), dim=-1)
-        if cond is None:
-            raise ValueError("classifier-free guidance (guidance_scale != 1) needs class labels")
-        both = torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
-        self.nfe += 2
-        logits = self.net(torch.cat([x_t, x_t]), torch.cat([t_in, t_in]), both)
-        log_c, log_u = torch.log_softmax(
-            check_logits(logits, expected=(2 * x_t.shape[0], *expected[1:])), -1
-        ).chunk(2)
-        return torch.log_softmax(log_u + guidance_scale * (log_c - log_u), dim=-1)
+        vocab = self.transition.vocab_size
+
+        def logits(x: Tensor, tt: Tensor, c: Tensor | None) -> Tensor:
+            return check_logits(self.net(x, tt.to(torch.float32), c), expected=(*x.shape, vocab))
+
+        self.nfe += network_calls(guidance_scale)
+        return guided_log_probs(logits, x_t, t, cond, guidance_scale)
 
     def reverse_from_x0(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x_s|x_t)` ``(B, *D, S)`` from an x_0 distribution ``(B, *D, K)``."""

@@ -48,6 +48,7 @@ from ..base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, Sa
 from ..config import component
 from ..schedules import SCHEDULES, Schedule
 from . import decoding
+from .guidance import guided_log_probs
 from .logspace import NEG_INF, categorical_kl
 from .masked_process import elbo_weight, unmask_log_probs
 from .mixing import AbsorbingTransition
@@ -158,16 +159,7 @@ class MaskedDiffusion(Method):
         log space, :math:`\log\hat p \propto \log\hat p_u + w(\log\hat p_c - \log\hat p_u)` (Ho &
         Salimans 2022), before the carry-over.
         """
-        if guidance_scale == 1.0:
-            log_p0 = torch.log_softmax(self.logits(x_t, t, cond), dim=-1)
-        else:
-            if cond is None:
-                raise ValueError("classifier-free guidance (guidance_scale != 1) needs class labels")
-            both = self.logits(
-                torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
-            )
-            log_c, log_u = torch.log_softmax(both, dim=-1).chunk(2)
-            log_p0 = torch.log_softmax(log_u + guidance_scale * (log_c - log_u), dim=-1)
+        log_p0 = guided_log_probs(self.logits, x_t, t, cond, guidance_scale)
         unmasked = (x_t != self.mask_id)[..., None]
         index = x_t.clamp(max=self.vocab_size - 1)[..., None]  # masked rows rewrite their last entry
         out = log_p0.masked_fill(unmasked, NEG_INF)
