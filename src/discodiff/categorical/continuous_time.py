@@ -172,9 +172,9 @@ class ContinuousTimeMethod(Method):
         self, x_t: Tensor, t: Tensor, cond: Tensor | None = None, *, guidance_scale: float = 1.0
     ) -> Tensor:
         r"""Off-diagonal reverse rates :math:`\hat R_\theta(t)[x_t, y] = R(t)[y, x_t]\,s_\theta(x_t)_y`
-        (0 at :math:`y = x_t`), ``(B, *D, S)`` float64."""
-        log_ratio = self.log_ratios(x_t, t, cond, guidance_scale=guidance_scale).double()
-        return self.transition.jump_weights(x_t, t, dtype=torch.float64) * log_ratio.exp()
+        (0 at :math:`y = x_t`), ``(B, *D, S)`` in the network's dtype (the draws are float64)."""
+        ratio = self.log_ratios(x_t, t, cond, guidance_scale=guidance_scale).exp()
+        return ratio.mul_(self.transition.jump_weights(x_t, t, dtype=ratio.dtype))
 
     def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
         r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
@@ -319,8 +319,8 @@ class ContinuousTimeMethod(Method):
         if sampler != "pc" or float(s[0]) > o.corrector_entry_time:
             return x
         for _ in range(o.corrector_steps):
-            forward = self.transition.rate_row(x, s, dtype=torch.float64).scatter_(-1, x[..., None], 0.0)
-            rates = forward + self.reverse_rates(x, s, cond, guidance_scale=guidance_scale)
+            rates = self.reverse_rates(x, s, cond, guidance_scale=guidance_scale)
+            rates += self.transition.rate_row(x, s, dtype=rates.dtype).scatter_(-1, x[..., None], 0.0)
             h = o.corrector_step_size * (t - s)
             x = pin(
                 tau_leap(rates, x, h, generator=generator, multi_jump=o.multi_jump, ordinal=o.ordinal), pinned

@@ -55,11 +55,11 @@ def euler_log_probs(rates: Tensor, x: Tensor, h: Tensor) -> Tensor:
         h: ``(B,)`` step lengths.
 
     Returns:
-        ``(B, *D, S)`` float64 unnormalized log-probabilities.
+        ``(B, *D, S)`` unnormalized log-probabilities in ``rates``' dtype.
     """
-    probs = per_token(h.to(torch.float64), rates.dim()) * rates.to(torch.float64)
+    probs = per_token(h.to(rates.dtype), rates.dim()) * rates
     stay = (1.0 - probs.sum(dim=-1, keepdim=True)).clamp(min=0.0)
-    return torch.log(probs.scatter(-1, x[..., None], stay))
+    return probs.scatter_(-1, x[..., None], stay).log_()
 
 
 def tau_leap(
@@ -84,7 +84,7 @@ def tau_leap(
     Returns:
         ``(B, *D)`` long new states.
     """
-    means = per_token(h.to(torch.float64), rates.dim()) * rates.to(torch.float64)
+    means = per_token(h.to(rates.dtype), rates.dim()) * rates
     if ordinal:
         counts = poisson(means, generator=generator)
         offsets = torch.arange(rates.shape[-1], device=x.device) - x[..., None]
@@ -93,7 +93,7 @@ def tau_leap(
     total = means.sum(dim=-1)
     jumps = poisson(total, generator=generator)
     stay = torch.zeros_like(total).masked_fill_(total > 0, NEG_INF)[..., None]  # x: only if no rate > 0
-    log_target = torch.log(means).scatter(-1, x[..., None], stay)
+    log_target = means.log_().scatter_(-1, x[..., None], stay)
     target = sample_categorical(log_target, generator=generator)
     move = jumps == 1 if multi_jump == "reject" else jumps >= 1
     return torch.where(move, target, x)

@@ -82,28 +82,49 @@ def score_entropy(log_ratio: Tensor, log_ratio_true: Tensor, weights: Tensor) ->
     return _ScoreEntropy.apply(log_ratio, log_ratio_true.detach(), weights.detach())
 
 
+CHUNK_ELEMENTS = 1 << 22
+"""Score entropy is evaluated over blocks of about this many entries (16 MB in float32), so its
+temporaries stay small next to the ``(B, *D, S)`` inputs at large S."""
+
+
+def _chunks(*tensors: Tensor) -> list[tuple[Tensor, ...]]:
+    """Row blocks of ``(..., S)`` tensors flattened to ``(N, S)`` (views, no copies)."""
+    flat = [x.reshape(-1, x.shape[-1]) for x in tensors]
+    rows = max(1, CHUNK_ELEMENTS // flat[0].shape[-1])
+    return list(zip(*(x.split(rows) for x in flat), strict=True))
+
+
 def _score_entropy_terms(log_ratio: Tensor, log_ratio_true: Tensor, weights: Tensor) -> Tensor:
-    active = weights > 0
+    """The summands of :func:`score_entropy` for one block, ``(n, S)``."""
     known = log_ratio_true > NEG_INF
-    log_true = torch.where(known, log_ratio_true, 0.0)
-    d = torch.where(active, log_ratio - log_true, 0.0)
-    terms = torch.where(known, log_true.exp() * (torch.expm1(d) - d), log_ratio.exp())
-    return torch.where(active, weights * terms, 0.0)
+    d = log_ratio - log_ratio_true.masked_fill(~known, 0.0)
+    terms = torch.expm1(d).sub_(d).mul_(log_ratio_true.exp())  # s* phi(d); 0 where s* = 0
+    terms = torch.where(known, terms, log_ratio.exp())
+    return terms.mul_(weights).masked_fill_(weights <= 0, 0.0)
 
 
 class _ScoreEntropy(torch.autograd.Function):
-    """:func:`score_entropy` with a backward pass that recomputes from the inputs."""
+    r""":func:`score_entropy` evaluated block by block, with a backward pass that recomputes from the
+    inputs: :math:`\partial\ell/\partial\log s_y = w_y(s_y - s^{x_0}_y)`."""
 
     @staticmethod
     def forward(ctx, log_ratio: Tensor, log_ratio_true: Tensor, weights: Tensor) -> Tensor:
         ctx.save_for_backward(log_ratio, log_ratio_true, weights)
-        return _score_entropy_terms(log_ratio, log_ratio_true, weights).sum(dim=-1)
+        blocks = _chunks(log_ratio, log_ratio_true, weights)
+        out = torch.cat([_score_entropy_terms(*block).sum(dim=-1) for block in blocks])
+        return out.reshape(log_ratio.shape[:-1])
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
         log_ratio, log_ratio_true, weights = ctx.saved_tensors
-        diff = log_ratio.exp() - log_ratio_true.exp()
-        return torch.where(weights > 0, grad[..., None] * weights * diff, 0.0), None, None
+        out = torch.empty_like(log_ratio)
+        blocks = _chunks(
+            out, grad.reshape(-1, 1).expand(-1, log_ratio.shape[-1]), log_ratio, log_ratio_true, weights
+        )
+        for target, g, lr, lt, w in blocks:
+            diff = lr.exp().sub_(lt.exp()).mul_(w).masked_fill_(w <= 0, 0.0)
+            torch.mul(diff, g, out=target)
+        return out, None, None
 
 
 def staggered_ratios(
@@ -124,7 +145,8 @@ def staggered_ratios(
         transition: a :class:`~.mixing.MixingTransition` (O(S) per token); other transitions have
             no closed form here and raise.
         x_t: ``(B, *D)`` long current states.
-        ratio: ``(B, *D, S)`` float64 ratios :math:`s` (not logs), 1 at the current state.
+        ratio: ``(B, *D, S)`` float64 ratios :math:`s` (not logs), 1 at the current state;
+            used as scratch space and restored.
         s, t: times with s < t.
     """
     if not isinstance(transition, MixingTransition):
@@ -134,9 +156,12 @@ def staggered_ratios(
         )
     log_keep, _ = transition.log_keep_move(s, t, x_t)
     g = per_token(torch.expm1(-log_keep), ratio.dim())
-    pi = transition.log_stationary().exp()
-    others = ratio.scatter(-1, x_t[..., None], 0.0).sum(dim=-1, keepdim=True)
-    return ratio + g * ((ratio - pi) - pi * others)
+    pi = transition.log_stationary().exp().to(ratio.dtype)
+    current = ratio.gather(-1, x_t[..., None])
+    others = ratio.scatter_(-1, x_t[..., None], 0.0).sum(dim=-1, keepdim=True)  # in place, restored below
+    ratio.scatter_(-1, x_t[..., None], current)
+    out = (ratio - pi).addcmul_(pi.expand_as(ratio), others.expand_as(ratio), value=-1.0)
+    return out.mul_(g).add_(ratio)
 
 
 def tweedie_log_probs(
@@ -162,8 +187,10 @@ def tweedie_log_probs(
     Returns:
         ``(B, *D, S)`` float64 unnormalized log-probabilities over :math:`x_s`.
     """
-    staggered = staggered_ratios(transition, x_t, log_ratio.double().exp(), s, t).clamp(min=0.0)
-    log_probs = torch.log(staggered) + transition.log_likelihood(x_t, s, t, dtype=torch.float64)
+    staggered = staggered_ratios(transition, x_t, log_ratio.double().exp(), s, t)
+    log_probs = (
+        staggered.clamp_(min=0.0).log_().add_(transition.log_likelihood(x_t, s, t, dtype=torch.float64))
+    )
     at_data = per_token(as_times(s, x_t) == 0, log_probs.dim())
     added_state = torch.arange(transition.num_states, device=x_t.device) >= transition.vocab_size
-    return log_probs.masked_fill(at_data & added_state, NEG_INF)
+    return log_probs.masked_fill_(at_data & added_state, NEG_INF)
