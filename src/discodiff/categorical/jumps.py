@@ -7,7 +7,7 @@ the step, and the step length ``h`` (per example, ``(B,)``). Randomness comes fr
 Gumbel-max), Poisson counts are drawn in float64.
 
 - :func:`euler_log_probs`: the first-order transition probabilities :math:`\delta_{xy} + h\hat R(x,y)`
-  (Campbell et al. 2022, Sec. 4.3; SEDD's ``EulerPredictor``, Lou et al. 2024, Sec. 4.1).
+  (Campbell et al. 2022, Sec. 4.3; SEDD's Euler predictor, Lou et al. 2024).
 - :func:`tau_leap`: Poisson jump counts per token (Campbell et al. 2022, Sec. 4.3; Gillespie 2001).
   Ordinal ids: every jump applies, :math:`x + \sum_y (y - x) P_y` clamped to the id range.
   Nominal ids: a jump count :math:`N \sim \mathrm{Poisson}(h\sum_y\hat R(x,y))` and a target
