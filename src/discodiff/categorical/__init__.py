@@ -1,6 +1,9 @@
-"""Categorical diffusion over token data: transitions, the categorical sampler, D3PM, masked diffusion."""
+"""Categorical diffusion over token data: transitions, the categorical sampler, D3PM, masked
+diffusion, and the continuous-time methods (CTMC, UDLM, SEDD)."""
 
-from . import d3pm, masked
+from . import ctmc, d3pm, masked, sedd
+from .continuous_time import ContinuousTimeMethod, ContinuousTimeOptions
+from .ctmc import CTMC, CTMCConfig, UDLMConfig
 from .d3pm import D3PM, D3PMConfig
 from .masked import MaskedConfig, MaskedDiffusion
 from .matrix_transitions import (
@@ -12,13 +15,19 @@ from .matrix_transitions import (
 )
 from .mixing import AbsorbingTransition, MarginalTransition, MixingTransition, UniformTransition
 from .sampling import sample_categorical, sample_inverse_cdf, sharpen
+from .sedd import SEDD, SEDDConfig
 from .transition_configs import TRANSITIONS, build_transition
 from .transitions import ContinuousTimeTransition, Transition
 
 __all__ = [
+    "CTMC",
     "D3PM",
+    "SEDD",
     "TRANSITIONS",
     "AbsorbingTransition",
+    "CTMCConfig",
+    "ContinuousTimeMethod",
+    "ContinuousTimeOptions",
     "ContinuousTimeTransition",
     "D3PMConfig",
     "DenseTransition",
@@ -30,12 +39,16 @@ __all__ = [
     "MatrixTransition",
     "MixingTransition",
     "RateMatrixTransition",
+    "SEDDConfig",
     "Transition",
+    "UDLMConfig",
     "UniformTransition",
     "build_transition",
+    "ctmc",
     "d3pm",
     "masked",
     "sample_categorical",
     "sample_inverse_cdf",
+    "sedd",
     "sharpen",
 ]

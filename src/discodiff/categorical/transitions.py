@@ -243,26 +243,45 @@ class ContinuousTimeTransition(Transition):
         scale = per_token(self.schedule.dsigma_bar(as_times(t, x)), x.dim() + 1)
         return scale.to(dtype) * self.generator_row(x, dtype=dtype)
 
+    def jump_weights(self, x: Tensor, t: TimeLike, *, dtype: torch.dtype) -> Tensor:
+        r"""Forward rates into ``x`` from every other state, :math:`R(t)[y, x] = \bar\sigma'(t)\,G[y, x]`
+        for :math:`y \ne x`, and 0 at :math:`y = x`: the factor that turns a probability ratio into a
+        reverse rate (:meth:`reverse_rates`). ``(B, *D)`` -> ``(B, *D, S)``."""
+        scale = per_token(self.schedule.dsigma_bar(as_times(t, x)), x.dim() + 1).to(dtype)
+        return scale * self.generator_column(x, dtype=dtype).scatter_(-1, x[..., None], 0.0)
+
+    def log_ratios(self, x_t: Tensor, log_p0: Tensor, t: TimeLike) -> Tensor:
+        r"""Probability ratios ("concrete score") from an x_0 distribution, in log space:
+
+        .. math::
+            s(x)_y = \sum_{x_0}\hat p(x_0|x)\,\frac{q(y|x_0)}{q(x|x_0)}
+            = \frac{\big(w\,\bar Q(t)\big)[y]}{\big(w\,\bar Q(t)\big)[x]},\quad
+            w(x_0) = \frac{\hat p(x_0|x)}{q(x|x_0)}
+
+        (Campbell et al. 2022, Prop. 1; with the exact posterior, :math:`q_t(y)/q_t(x)` for a
+        change of this token only, the ratio SEDD's network estimates, Lou et al. 2024, Sec. 3).
+        :math:`\hat p` is restricted to :math:`\{x_0: q(x|x_0) > 0\}` and renormalized, as in
+        :meth:`log_posterior_expected` (dividing by the value at y = x does both), so
+        :math:`s(x)_x = 1`. ``(B, *D)``, ``(B, *D, K)`` -> ``(B, *D, S)`` in ``log_p0``'s dtype.
+        """
+        log_ratio = self.log_propagate(self._likelihood_ratio(x_t, log_p0, t), 0.0, t)
+        return log_ratio - log_ratio.gather(-1, x_t[..., None])
+
     def reverse_rates(self, x_t: Tensor, log_p0: Tensor, t: TimeLike) -> Tensor:
         r"""Reverse-time rates out of :math:`x_t` from an x_0 distribution (Campbell et al. 2022, Prop. 1):
 
         .. math::
-            \hat R(t)[x, y] = R(t)[y, x]\sum_{x_0}\hat p(x_0|x)\,\frac{q(y|x_0)}{q(x|x_0)}
-            = \bar\sigma'(t)\,G[y, x]\;\big(w\,\bar Q(t)\big)[y],\quad
-            w(x_0) = \frac{\hat p(x_0|x)}{q(x|x_0)},
+            \hat R(t)[x, y] = R(t)[y, x]\,s(x)_y,\qquad
+            s(x)_y = \sum_{x_0}\hat p(x_0|x)\,\frac{q(y|x_0)}{q(x|x_0)}
 
-        for :math:`y \ne x`, and :math:`-\sum_{y\ne x}\hat R(t)[x, y]` on the diagonal;
-        :math:`\hat p` is restricted to :math:`\{x_0: q(x|x_0) > 0\}` and renormalized, as in
-        :meth:`log_posterior_expected` (dividing by the sum at y = x does both). With the
-        exact posterior this is the time reversal :math:`R(t)[y,x]\,q_t(y)/q_t(x)`; it is also the
-        limit :math:`p_\theta(x_{t-h} = y|x_t = x)/h` of the discrete reverse step
+        for :math:`y \ne x` (:meth:`jump_weights` times :meth:`log_ratios`), and
+        :math:`-\sum_{y\ne x}\hat R(t)[x, y]` on the diagonal. With the exact posterior this is the
+        time reversal :math:`R(t)[y,x]\,q_t(y)/q_t(x)`; it is also the limit
+        :math:`p_\theta(x_{t-h} = y|x_t = x)/h` of the discrete reverse step
         (:meth:`log_posterior_expected`) as :math:`h \to 0`. ``(B, *D)``, ``(B, *D, K)`` ->
         ``(B, *D, S)`` in ``log_p0``'s dtype; O(S) per token.
         """
         times = as_times(t, x_t)
-        log_ratio = self.log_propagate(self._likelihood_ratio(x_t, log_p0, times), 0.0, times)
-        ratio = torch.exp(log_ratio - log_ratio.gather(-1, x_t[..., None]))
-        scale = per_token(self.schedule.dsigma_bar(times), ratio.dim()).to(ratio.dtype)
-        column = self.generator_column(x_t, dtype=ratio.dtype).scatter_(-1, x_t[..., None], 0.0)
-        off_diagonal = scale * column * ratio
+        ratio = torch.exp(self.log_ratios(x_t, log_p0, times))
+        off_diagonal = self.jump_weights(x_t, times, dtype=ratio.dtype) * ratio
         return off_diagonal.scatter(-1, x_t[..., None], -off_diagonal.sum(dim=-1, keepdim=True))
