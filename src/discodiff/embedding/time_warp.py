@@ -19,11 +19,13 @@ Here :math:`\tilde F` is a monotone piecewise-linear function of the process tim
 
 with knots :math:`\tau_k = \sum_{j<k} w_j`. Widths and heights have floors
 (:data:`WARP_WIDTH_FLOOR`, :data:`WARP_HEIGHT_FLOOR`), so the density stays positive and every
-noise level keeps being sampled. The fit minimizes :math:`\int_0^1(\tilde F(t) - \ell(t))^2\,dt`:
-t comes from the warp itself, so each squared error is weighted by :math:`1/f(t)`, self-normalized
-over the batch (the weights are divided by their batch mean, which bounds them by the batch size;
-the same correction as the importance weights of PLAID's CDCD reimplementation, Gulrajani &
-Hashimoto 2023). All knots are computed in float64.
+noise level keeps being sampled. The fit is the plain least squares
+:math:`E_{t \sim f}[(\tilde F(t) - \ell(t))^2]` on the training examples' own noise levels: its
+minimizer is still :math:`\tilde F = \ell` wherever f > 0, it weights the fit toward the levels
+where the loss changes (where the warp's shape matters), and each example's term depends on that
+example alone, so data-parallel ranks reproduce one process exactly. (PLAID's CDCD
+reimplementation, Gulrajani & Hashimoto 2023, reweights by :math:`1/f(t)` to fit uniformly in t;
+those weights are unbounded where f is small.) All knots are computed in float64.
 """
 
 from __future__ import annotations
@@ -104,9 +106,6 @@ class TimeWarp(nn.Module):
         return (tau[k] + widths[k] * (target - cum[k]) / heights[k]).clamp(0, 1)
 
     def fit_loss(self, t: Tensor, loss: Tensor) -> Tensor:
-        r"""Per-example :math:`\hat w\,(\tilde F(t) - \ell)^2` (B,), with :math:`\hat w = f(t)^{-1}`
-        divided by its batch mean; ``t`` drawn by :meth:`inverse`, ``loss`` the observed
-        :math:`\ell` (detached)."""
-        weight = 1 / self.density(t)
-        weight = weight / weight.mean()
-        return weight * (self.unnormalized(t) - loss.detach().double()) ** 2
+        r"""Per-example :math:`(\tilde F(t) - \ell)^2` (B,) float64; ``t`` drawn by :meth:`inverse`,
+        ``loss`` the observed :math:`\ell` (detached here)."""
+        return (self.unnormalized(t) - loss.detach().double()) ** 2
