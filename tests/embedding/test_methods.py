@@ -146,6 +146,10 @@ def test_guidance_labels_and_nfe(name) -> None:
     plain = model.sample(4, cond=labels, generator=torch.Generator().manual_seed(0))
     guided = model.sample(4, cond=labels, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
     assert guided.nfe == 2 * plain.nfe == 12
+    if name == "diffusion_lm":  # alpha(1) = 0 under the sqrt schedule: guided x0 must stay finite
+        model.config.clamp = False
+        out = model.sample(4, cond=labels, guidance_scale=2.0, return_trajectory=True)
+        assert all(torch.isfinite(x).all() for _, x in out.trajectory)
     assert model.sample(4, generator=torch.Generator().manual_seed(0)).x.shape == (4, L)  # null class
     loss = model.loss(Batch(data(4), torch.tensor([0, 1, 2, 0])))
     assert torch.isfinite(loss.loss)
