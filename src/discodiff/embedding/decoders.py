@@ -6,8 +6,9 @@ A decoder gives two things for token-layout vectors ``x`` (B, n, d):
   at a noisy :math:`x_t = \alpha e_w + \sigma\epsilon` (the first latent of the chain); its
   cross-entropy is Diffusion-LM's rounding term :math:`-\log p_\theta(w \mid x_0)` and enters the
   likelihood bound;
-- :meth:`Decoder.decode`: the token of a clean estimate :math:`\hat x_0` (the mode), used to turn
-  a generated sample into text.
+- :meth:`Decoder.decode`: the token of a clean estimate :math:`\hat x_0`, used to turn a generated
+  sample into text: the nearest embedding (Diffusion-LM rounds its samples by nearest neighbour,
+  Li et al. 2022, Sec. 4.2; the head is trained on noisy inputs only).
 
 Three decoders:
 
@@ -50,7 +51,8 @@ class Decoder(nn.Module, ABC):
 class HeadDecoder(Decoder):
     """``softmax(x W^T + b)``; ``W`` is the embedding table when ``tied``, else a free parameter.
 
-    The head is trained at one noise level (the first latent), so it ignores ``alpha`` and ``sigma``.
+    The head is trained at one noise level (the first latent), so it ignores ``alpha`` and ``sigma``;
+    a clean estimate decodes to its nearest embedding.
     """
 
     def __init__(self, vocab_size: int, dim: int, *, tied: bool = True) -> None:
@@ -67,7 +69,7 @@ class HeadDecoder(Decoder):
         return torch.log_softmax(self.logits(x, table), dim=-1)
 
     def decode(self, x: Tensor, table: Tensor) -> Tensor:
-        return self.logits(x, table).argmax(dim=-1)
+        return nearest_index(x, table)
 
 
 class NearestDecoder(Decoder):

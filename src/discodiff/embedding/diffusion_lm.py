@@ -40,9 +40,10 @@ bound of the unclamped model.
 
 **Sampling**: ancestral or DDIM steps of the Gaussian core on a respaced grid. With ``clamp``,
 :math:`\hat x_0` is replaced by its nearest embedding at every step before the step uses it (the
-clamping trick, Sec. 4.2), so the last step lands on exact embeddings; the decoder's mode turns
-:math:`\hat x_0` into tokens. Known tokens are re-imposed at every step as their embeddings
-noised to :math:`q(x_s|e)`, exactly at the end, and copied into the output.
+clamping trick, Sec. 4.2), so the last step lands on exact embeddings; the final
+:math:`\hat x_0` is rounded to its nearest embedding (:meth:`Decoder.decode`). Known tokens are
+re-imposed at every step as their embeddings noised to :math:`q(x_s|e)`, exactly at the end, and
+copied into the output.
 
 **Simplex** (``method: simplex``): the same model with the one-hot encoder :math:`e_k = s\delta_k`
 and the argmax decoder; no embedding is learned.
