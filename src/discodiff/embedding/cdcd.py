@@ -277,9 +277,10 @@ def build_cdcd(config: CDCDConfig, info, net_factory) -> CDCD:
             "method 'cdcd' models token sequences (DataInfo.kind == 'tokens', event shape (L,), a "
             f"vocab_size), got kind {info.kind!r} with event shape {tuple(info.event_shape)}"
         )
-    encoder = NormalizedEncoder(info.vocab_size, config.embedding_dim)
-    layout = LatentLayout(info.event_shape[0], encoder.dim, config.group)
+    layout = LatentLayout(info.event_shape[0], config.embedding_dim, config.group)
     positions, channels = layout.event_shape
     in_channels = 2 * channels if config.self_condition else channels
     spec = NetSpec((positions, in_channels), config.group * info.vocab_size, num_classes=info.num_classes)
-    return CDCD(net_factory(spec), encoder, config, layout=layout, num_classes=info.num_classes)
+    net = net_factory(spec)  # before the embedding's draw: see diffusion_lm._build
+    encoder = NormalizedEncoder(info.vocab_size, config.embedding_dim)
+    return CDCD(net, encoder, config, layout=layout, num_classes=info.num_classes)

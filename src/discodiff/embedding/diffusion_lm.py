@@ -279,15 +279,14 @@ def _build(name: str, config: DiffusionLMConfig, info, net_factory) -> Diffusion
             f"method {name!r} models token sequences (DataInfo.kind == 'tokens', event shape (L,), a "
             f"vocab_size), got kind {info.kind!r} with event shape {tuple(info.event_shape)}"
         )
-    encoder = build_encoder(
-        config.encoder, info.vocab_size, dim=config.embedding_dim, onehot_scale=config.onehot_scale
-    )
-    decoder = build_decoder(config.decoder, info.vocab_size, dim=encoder.dim, tied=config.tied_head)
-    layout = LatentLayout(info.event_shape[0], encoder.dim, config.group)
-    spec = NetSpec(layout.event_shape, layout.event_shape[1], num_classes=info.num_classes)
-    return DiffusionLM(
-        net_factory(spec), encoder, decoder, config, layout=layout, num_classes=info.num_classes
-    )
+    dim = info.vocab_size if config.encoder == "onehot" else config.embedding_dim
+    layout = LatentLayout(info.event_shape[0], dim, config.group)
+    # the network first: an embedding drawn first from a seed would equal the first prior noise
+    # that an evaluation generator with the same seed draws
+    net = net_factory(NetSpec(layout.event_shape, layout.event_shape[1], num_classes=info.num_classes))
+    encoder = build_encoder(config.encoder, info.vocab_size, dim=dim, onehot_scale=config.onehot_scale)
+    decoder = build_decoder(config.decoder, info.vocab_size, dim=dim, tied=config.tied_head)
+    return DiffusionLM(net, encoder, decoder, config, layout=layout, num_classes=info.num_classes)
 
 
 @METHODS.register("diffusion_lm", config=DiffusionLMConfig)
