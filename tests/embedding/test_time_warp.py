@@ -11,7 +11,7 @@ from scipy.stats import chisquare, kstest
 
 from discodiff.data import DataInfo
 from discodiff.embedding import CDCDConfig, TimeWarp, build_cdcd
-from discodiff.embedding.time_warp import WARP_HEIGHT_FLOOR, WARP_WIDTH_FLOOR
+from discodiff.embedding.time_warp import WARP_HEIGHT_FLOOR, WARP_PARAM_SCALE, WARP_WIDTH_FLOOR
 
 KS_LEVEL = 0.01
 F64 = torch.float64
@@ -21,9 +21,9 @@ def random_warp(bins: int = 20, seed: int = 0) -> TimeWarp:
     warp = TimeWarp(bins, initial_total=3.0)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        warp.width_logits.copy_(2 * torch.randn(bins, generator=g))
-        warp.height_logits.copy_(3 * torch.randn(bins, generator=g))
-        warp.offset.fill_(0.7)
+        warp.width_params.copy_(2 * torch.randn(bins, generator=g) / WARP_PARAM_SCALE)
+        warp.height_params.copy_(3 * torch.randn(bins, generator=g) / WARP_PARAM_SCALE)
+        warp.offset_param.fill_(0.7 / WARP_PARAM_SCALE)
     return warp
 
 
@@ -65,7 +65,7 @@ def test_warp_maps_the_unit_interval_onto_the_sigma_range() -> None:
         lambda spec: torch.nn.Identity(),
     )
     with torch.no_grad():
-        model.warp.height_logits.copy_(torch.randn(16, generator=torch.Generator().manual_seed(3)))
+        model.warp.height_params.copy_(torch.randn(16, generator=torch.Generator().manual_seed(3)) / 10)
     u = torch.linspace(0, 1, 257, dtype=F64)
     _, sigma = model.process.alpha_sigma(model.warp.inverse(u))
     assert float(sigma[0]) == pytest.approx(0.5, rel=1e-12) and float(sigma[-1]) == pytest.approx(
@@ -109,7 +109,7 @@ def test_fit_recovers_a_loss_curve() -> None:
         )
 
     warp = TimeWarp(40, initial_total=2.0)
-    opt = torch.optim.Adam(warp.parameters(), lr=0.05)
+    opt = torch.optim.Adam(warp.parameters(), lr=0.05 / WARP_PARAM_SCALE)
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 1000)
     for _ in range(1000):
         t = warp.inverse(torch.rand(256, dtype=F64))
