@@ -7,8 +7,8 @@ or the per-position log-marginals (CDCD). Every bound is averaged over p(w) exac
 noise by ``REPEATS`` draws per sequence; it must not fall below the entropy H(w) by more than
 Z_MAX standard errors, and must come close to it:
 
-- Diffusion-LM, T = 1000, posterior reverse variance: within DLM_GAP nats (measured 0.003 +- 0.006);
-  T = 100 must be looser than T = 1000 (the discrete-time gap shrinks with T);
+- Diffusion-LM, T = 500, posterior reverse variance: within DLM_GAP nats (measured 0.020 +- 0.005;
+  0.003 +- 0.006 at T = 1000); T = 100 must be looser (the discrete-time gap shrinks with T);
 - CDCD, continuous time, sigma_min = 0.05: within CDCD_GAP nats (measured +0.005 +- 0.016);
   with exact scores the continuous bound is tight up to the factorized decoder at sigma_min.
 """
@@ -33,7 +33,7 @@ from embedding.embedded_oracle import EmbeddedSequences, random_sequences
 
 REPEATS = 100
 Z_MAX = 3.0
-DLM_GAP = 0.03
+DLM_GAP = 0.04
 CDCD_GAP = 0.06
 N, K = 3, 3
 
@@ -94,7 +94,7 @@ def cdcd_oracle(data: EmbeddedSequences) -> CDCD:
 def test_diffusion_lm_oracle_bound_is_above_the_entropy(data) -> None:
     torch.manual_seed(0)
     x = data.seqs.repeat(REPEATS, 1)
-    fine = diffusion_lm_oracle(data, 1000).nll(Batch(x))
+    fine = diffusion_lm_oracle(data, 500).nll(Batch(x))
     coarse = diffusion_lm_oracle(data, 100).nll(Batch(x))
     mean, stderr = averaged(data, fine.nll)
     assert mean > data.entropy - Z_MAX * stderr
