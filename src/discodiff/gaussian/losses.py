@@ -153,6 +153,17 @@ def reconstruction_nll(x0: Tensor, x0_hat: Tensor, log_std: Tensor, levels: int 
     return -sum_except_batch(ll)
 
 
+def log_snr_diffusion_term(eps: Tensor, eps_hat: Tensor, weight: Tensor | float) -> Tensor:
+    r"""One Monte Carlo term of the continuous-time diffusion loss, (B,) nats.
+
+    :math:`\tfrac12\int_{\lambda_{min}}^{\lambda_{max}}\|\epsilon-\hat\epsilon\|^2\,d\lambda`
+    (Kingma et al. 2021, Eq. 17 in log-SNR) estimated by :math:`\tfrac12\,w\,\|\epsilon-\hat\epsilon\|^2`,
+    where ``weight`` w is the log-SNR measure the sample stands for: the width of its stratum, or
+    :math:`|\lambda'(t)|/p(t)` for a time drawn with density p. ``weight``: float or (B,).
+    """
+    return 0.5 * weight * sum_except_batch((eps - eps_hat) ** 2)
+
+
 def prior_kl(process: GaussianProcess, x0: Tensor, t_max: float) -> Tensor:
     r""":math:`D_{KL}(q(x_{t_{max}}|x_0)\,\|\,\mathcal N(0, s_{prior}^2 I))`, (B,) nats."""
     t = torch.full((x0.shape[0],), t_max, dtype=torch.float64, device=x0.device)

@@ -28,7 +28,14 @@ from ..config import component
 from ..schedules import SCHEDULES, Schedule
 from ..utils import randn, sum_except_batch
 from .likelihood import ode_log_likelihood
-from .losses import diffusion_step_kl, eps_mse_weight, prior_kl, reconstruction_nll, reverse_log_variance
+from .losses import (
+    diffusion_step_kl,
+    eps_mse_weight,
+    log_snr_diffusion_term,
+    prior_kl,
+    reconstruction_nll,
+    reverse_log_variance,
+)
 from .precond import Denoised, GaussianDenoiser
 from .process import PROCESSES
 from .samplers import GAUSSIAN_SAMPLERS, SamplerContext, run_sampler, time_grid
@@ -238,7 +245,8 @@ class GaussianDiffusion(Method):
                 )
                 vlb = prior + inv_density * torch.where(first, decoder, kl)
             else:
-                diffusion = 0.5 * -self.process.schedule.dlog_snr(t) * inv_density * sq_err
+                dlam = -self.process.schedule.dlog_snr(t) * inv_density
+                diffusion = log_snr_diffusion_term(eps, d.eps, dlam)
                 rec = self._reconstruction(x0, cond, batch.randn(*x0.shape[1:], dtype=x0.dtype))
                 vlb = prior + diffusion + rec
             metrics["vlb_nats_per_dim"] = float(vlb.detach().mean() / dims)
@@ -270,7 +278,7 @@ class GaussianDiffusion(Method):
                     t = self.process.schedule.t_from_log_snr(lam_max - u * (lam_max - lam_min))
                     eps = batch.randn(*x0.shape[1:], dtype=x0.dtype)
                     d = self.denoiser(self.process.marginal(x0, t, eps), t, cond)
-                    diffusion += 0.5 * (lam_max - lam_min) / k_total * sum_except_batch((eps - d.eps) ** 2)
+                    diffusion += log_snr_diffusion_term(eps, d.eps, (lam_max - lam_min) / k_total)
             rec = self._reconstruction(x0, cond, batch.randn(*x0.shape[1:], dtype=x0.dtype))
         nll = prior + diffusion + rec
         return NLLOutput(nll, num_dims, {"prior": prior, "diffusion": diffusion, "reconstruction": rec})

@@ -11,7 +11,8 @@ optional clipping, and counts network evaluations.
   with :math:`f = (v+1)/2`.
 - Classifier-free guidance (Ho & Salimans 2022, Eq. 6, written with scale :math:`w = 1 + w_{HS}`):
   :math:`\tilde\epsilon = \epsilon_\emptyset + w(\epsilon_c - \epsilon_\emptyset)`; w = 1 is the
-  conditional model, w = 0 the unconditional one.
+  conditional model, w = 0 the unconditional one. :math:`\hat x_0` is combined the same way (it is
+  affine in :math:`\hat\epsilon` at fixed :math:`x_t`), which stays finite where :math:`\alpha = 0`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import Tensor
 
 from ..base import NULL_LABEL, Network
 from ..utils import append_dims
-from .process import GaussianProcess, eps_to_x0, to_x0_eps, x0_to_eps
+from .process import GaussianProcess, to_x0_eps, x0_to_eps
 
 
 @dataclass
@@ -105,10 +106,11 @@ class GaussianDenoiser:
             out, frac = self._evaluate(torch.cat([x_t, x_t]), torch.cat([t, t]), both)
             self.nfe += 2
             out_c, out_u = out.chunk(2)
-            _, eps_c = to_x0_eps(self.prediction, out_c, x_t, alpha, sigma)
-            _, eps_u = to_x0_eps(self.prediction, out_u, x_t, alpha, sigma)
+            x0_c, eps_c = to_x0_eps(self.prediction, out_c, x_t, alpha, sigma)
+            x0_u, eps_u = to_x0_eps(self.prediction, out_u, x_t, alpha, sigma)
             eps = eps_u + guidance_scale * (eps_c - eps_u)
-            x0 = eps_to_x0(eps, x_t, alpha, sigma)
+            # the same combination of x0 (affine in eps at fixed x_t), finite where alpha = 0
+            x0 = x0_u + guidance_scale * (x0_c - x0_u)
             frac = None if frac is None else frac.chunk(2)[0]
         else:
             out, frac = self._evaluate(x_t, t, cond)

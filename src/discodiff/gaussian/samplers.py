@@ -167,6 +167,28 @@ def ode_heun_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tenso
     return x + h * 0.5 * (v_t + ctx.velocity(x_euler, s))
 
 
+@_register("edm_heun")
+def edm_heun_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
+    r"""Heun's method on the probability-flow ODE in scaled variables (Karras et al. 2022, Alg. 1).
+
+    With :math:`y = x/\alpha` and :math:`\tau = \sigma/\alpha` the ODE is
+    :math:`dy/d\tau = \hat\epsilon` (Song, Meng & Ermon 2021, Eq. 14; Karras et al. 2022, Eq. 4
+    with :math:`s = \alpha`); for VE, :math:`\tau = \sigma`. One step:
+    :math:`\hat y = y + (\tau_s - \tau_t)\hat\epsilon(x_t, t)`,
+    :math:`y_s = y + (\tau_s - \tau_t)\tfrac12(\hat\epsilon(x_t, t) + \hat\epsilon(\alpha_s\hat y, s))`.
+    Its Euler half alone is deterministic DDIM (:func:`ddim_step` with :math:`\eta = 0`). Needs
+    :math:`\alpha > 0` on the grid (VE, or VP with :math:`\bar\alpha(t_{max}) > 0`).
+    """
+    a_t, s_t = ctx.process.alpha_sigma(t)
+    a_s, s_s = ctx.process.alpha_sigma(s)
+    h = append_dims(s_s / a_s - s_t / a_t, x)
+    y = x / append_dims(a_t, x)
+    eps_t = ctx.denoise(x, t).eps
+    y_euler = y + h * eps_t
+    eps_s = ctx.denoise(append_dims(a_s, x) * y_euler, s).eps
+    return append_dims(a_s, x) * (y + h * 0.5 * (eps_t + eps_s))
+
+
 @_register("ode_adaptive", adaptive=True)
 def ode_adaptive_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
     """Probability-flow ODE from t to s with torchdiffeq's adaptive dopri5 (rtol, atol).
