@@ -7,9 +7,10 @@ time (the configs share one transformer size), then measure
   for the AR baseline) on ``--val-windows`` evenly spaced 256-character windows;
 - training throughput (tokens/s, from the run's metrics log) and the network's share of a training
   step (forward + backward of the network alone, divided by the whole step);
-- with ``--sampling``: for a 256-character sequence, generative perplexity under the AR baseline
-  trained here, per-sample entropy, wall time and network calls at 8 ... 256 steps for every
-  sampler of the method, beside the AR baseline's own sampling time.
+- with ``--sampling``: for 256-character sequences, generative perplexity under the AR baseline
+  trained here, per-sample entropy, wall time and network calls at 8 ... 256 steps (16, 64, 256
+  for the embedding methods) for every sampler of the method (CTMC Euler and predictor-corrector
+  only with ``--all-samplers``), beside the AR baseline's own sampling time.
 
     python benchmarks/text_char.py [--methods ar,d3pm_uniform,...] [--budget 600] [--sampling]
 
@@ -37,7 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "shakespeare"
 DEFAULT_METHODS = ["ar", "d3pm_uniform", "d3pm_absorbing"]
 SAMPLING_STEPS = [8, 16, 32, 64, 128, 256]
-SAMPLES = 16
+EMBEDDING_STEPS = [16, 64, 256]
+EMBEDDING_METHODS = {"diffusion_lm", "cdcd", "simplex"}
+SKIPPED_SAMPLERS = {"euler", "pc"}  # run with --all-samplers (CTMC Euler and PC cost as much again)
+SAMPLES = 8
 
 
 def train(name: str, budget: float, work: Path) -> Path:
@@ -90,11 +94,13 @@ def network_share(method, batch: Batch, repeats: int = 5) -> float:
     return net / whole
 
 
-def sampling_rows(name: str, run, reference) -> list[dict]:
+def sampling_rows(name: str, run, reference, all_samplers: bool) -> list[dict]:
     rows = []
     L = run.method.event_shape[0]
-    for sampler in run.method.samplers:
-        for steps in SAMPLING_STEPS if name != "ar" else [L]:
+    samplers = [s for s in run.method.samplers if all_samplers or s not in SKIPPED_SAMPLERS]
+    grid = [L] if name == "ar" else EMBEDDING_STEPS if name in EMBEDDING_METHODS else SAMPLING_STEPS
+    for sampler in samplers:
+        for steps in grid:
             gen = torch.Generator().manual_seed(0)
             t0 = time.perf_counter()
             try:
@@ -156,8 +162,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--budget", type=float, default=600.0, help="training seconds per method")
-    parser.add_argument("--val-windows", type=int, default=128)
+    parser.add_argument("--val-windows", type=int, default=32)
     parser.add_argument("--sampling", action="store_true", help="also run the sampling benchmark")
+    parser.add_argument("--all-samplers", action="store_true", help="also CTMC Euler and PC sampling")
     parser.add_argument("--retrain", action="store_true", help="train again even if a run exists")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_text")
@@ -198,7 +205,7 @@ def main() -> None:
         reference = runs["ar"].method
         results["sampling"] = [r for r in results.get("sampling", []) if r["method"] not in names]
         for name in names:
-            results["sampling"] += sampling_rows(name, runs[name], reference)
+            results["sampling"] += sampling_rows(name, runs[name], reference, args.all_samplers)
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
     (args.out / "text_char.md").write_text(markdown(results))

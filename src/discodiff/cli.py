@@ -102,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"run directory: {run_dir}")
         for key, value in metrics.items():
             print(f"  {key}: {value:.6g}" if isinstance(value, float) else f"  {key}: {value}")
-        for path in sorted([*run_dir.glob("samples.*"), *run_dir.glob("infill.*"), *run_dir.glob("*.png")]):
+        for path in sorted({*run_dir.glob("samples.*"), *run_dir.glob("infill.*"), *run_dir.glob("*.png")}):
             print(f"  wrote {path}")
             if path.suffix == ".txt":
                 print(_preview(path.read_text(encoding="utf-8")))
