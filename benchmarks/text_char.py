@@ -68,29 +68,42 @@ def throughput(run_dir: Path, seq_len: int) -> float:
 
 
 def network_share(method, batch: Batch, repeats: int = 5) -> float:
-    """Time of the network's forward + backward on the inputs ``loss`` gives it, over the time of
-    the whole ``loss`` + backward (median of ``repeats``)."""
-    captured = {}
+    """Time of the network alone over the time of the whole ``loss`` + backward (medians of
+    ``repeats``). Every network call that ``loss`` makes is replayed on its own inputs: forward +
+    backward for calls with gradients, forward only for calls under ``no_grad`` (e.g. CDCD's
+    self-conditioning pass on a share of the batch)."""
+    calls = []
 
     def grab(module, args, kwargs):
-        captured.setdefault("args", tuple(a.detach() if torch.is_tensor(a) else a for a in args))
+        detach = lambda a: a.detach() if torch.is_tensor(a) else a  # noqa: E731
+        calls.append(
+            ([detach(a) for a in args], {k: detach(v) for k, v in kwargs.items()}, torch.is_grad_enabled())
+        )
 
     handle = method.net.register_forward_pre_hook(grab, with_kwargs=True)
     method.loss(batch)
     handle.remove()
+
+    def replay_network() -> None:
+        for args, kwargs, grad in calls:
+            if grad:
+                method.net(*args, **kwargs).float().square().mean().backward()
+            else:
+                with torch.no_grad():
+                    method.net(*args, **kwargs)
 
     def timed(fn) -> float:
         times = []
         for _ in range(repeats):
             method.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            fn().backward()
+            fn()
             times.append(time.perf_counter() - t0)
         return sorted(times)[repeats // 2]
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        whole = timed(lambda: method.loss(batch).loss)
-        net = timed(lambda: method.net(*captured["args"]).float().square().mean())
+        whole = timed(lambda: method.loss(batch).loss.backward())
+        net = timed(replay_network)
     return net / whole
 
 
@@ -165,6 +178,9 @@ def main() -> None:
     parser.add_argument("--val-windows", type=int, default=32)
     parser.add_argument("--sampling", action="store_true", help="also run the sampling benchmark")
     parser.add_argument("--all-samplers", action="store_true", help="also CTMC Euler and PC sampling")
+    parser.add_argument(
+        "--share-only", action="store_true", help="only re-measure the network's share of a step"
+    )
     parser.add_argument("--retrain", action="store_true", help="train again even if a run exists")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_text")
@@ -174,23 +190,33 @@ def main() -> None:
         names = ["ar", *names]
     path = args.out / "text_char.json"
     results = json.loads(path.read_text()) if path.is_file() else {"train": {}, "sampling": []}
-    results["meta"] = {
-        "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "budget_s": args.budget,
-        "val_windows": args.val_windows,
-    }
+    results["meta"] = (
+        results.get("meta")
+        if args.share_only
+        else {
+            "machine": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "budget_s": args.budget,
+            "val_windows": args.val_windows,
+        }
+    )
     runs = {}
     for name in names:
         run_dir = args.work / name
         if args.retrain or not (run_dir / "checkpoints" / "latest").is_file():
             train(name, args.budget, args.work)
         run = runs[name] = load_run(run_dir, device=torch.device("cpu"))
+        x, _ = run.data.split("val")
+        if args.share_only:
+            run.method.train()
+            results["train"][name]["network_share"] = network_share(run.method, Batch(x[:32]))
+            run.method.eval()
+            print(name, results["train"][name], flush=True)
+            continue
         nll = likelihood(
             run.method, run.data, EvalConfig(nll_examples=args.val_windows, batch_size=32), split="val"
         )
-        x, _ = run.data.split("val")
         run.method.train()
         share = network_share(run.method, Batch(x[:32]))
         run.method.eval()

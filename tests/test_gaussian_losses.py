@@ -107,3 +107,46 @@ def test_losses_and_gradients_finite():
         assert math.isfinite(float(out.loss.detach()))
         assert all(torch.isfinite(p.grad).all() for p in net.parameters())
         net.zero_grad()
+
+
+def test_discretized_decoder_gradients_finite_at_the_end_bins():
+    """The end bins extend to -inf / +inf: the decoder's value and gradient stay finite there
+    (log_ndtr's backward at an infinite argument would be 0 * inf = NaN even where masked)."""
+    from discodiff.gaussian.losses import discretized_gaussian_log_likelihood
+
+    x = torch.tensor([-1.0, 1.0, 0.0, -1.0, 1.0], dtype=torch.float64)
+    mean = torch.tensor([0.3, -0.2, 0.1, 5.0, -5.0], dtype=torch.float64, requires_grad=True)
+    log_std = torch.full((5,), -1.0, dtype=torch.float64, requires_grad=True)
+    ll = discretized_gaussian_log_likelihood(x, mean, log_std, 17)
+    ll.sum().backward()
+    assert torch.isfinite(ll).all()
+    assert torch.isfinite(mean.grad).all() and torch.isfinite(log_std.grad).all()
+
+
+def test_training_decoder_runs_on_first_step_examples_only(monkeypatch):
+    """The discretized decoder underflows (value -inf, NaN gradient through torch.where) at large t,
+    where the loss does not use it: ``loss`` must evaluate it on the first-step examples only."""
+    import discodiff.gaussian.method as gm
+    from discodiff.nets import NetSpec
+    from discodiff.nets.mlp import MLPConfig, TimeMLP
+
+    T = 10
+    net = TimeMLP(NetSpec((2,), 4), MLPConfig(hidden=16, depth=1))
+    model = GaussianDiffusion(
+        net, GaussianConfig(loss="hybrid", learn_variance=True, timesteps=T), event_shape=(2,), levels=17
+    )
+    t1 = torch.full((1,), 1.0 / T, dtype=torch.float64)
+    first_log_std = float(model._decoder_log_std(t1).max())
+    seen = []
+
+    def recording(x0, x0_hat, log_std, levels):
+        seen.append(x0.shape[0])
+        assert float(log_std.max()) <= first_log_std + 1e-9, "decoder evaluated at a later step"
+        return reconstruction_nll(x0, x0_hat, log_std, levels)
+
+    monkeypatch.setattr(gm, "reconstruction_nll", recording)
+    torch.manual_seed(0)
+    x0 = torch.randint(0, 17, (256, 2)) / 8.0 - 1.0
+    model.loss(Batch(x0)).loss.backward()
+    assert seen and 0 < sum(seen) < 256  # about 256 / T first-step examples
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters())

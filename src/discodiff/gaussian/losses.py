@@ -66,15 +66,23 @@ def gaussian_log_likelihood(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
 
 def _log1mexp(a: Tensor) -> Tensor:
     r""":math:`\log(1 - e^{a})` for :math:`a \le 0`, stable at both ends (Maechler 2012)."""
-    return torch.where(a > -math.log(2), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
+    near = a > -math.log(2)
+    # each branch gets arguments where it is finite, so the masked one's backward is not 0 * inf
+    a_near, a_far = torch.where(near, a, -1.0), torch.where(near, -1.0, a)
+    return torch.where(near, torch.log(-torch.expm1(a_near)), torch.log1p(-torch.exp(a_far)))
 
 
 def log_normal_interval(a: Tensor, b: Tensor) -> Tensor:
     r""":math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b` (either may be infinite), stable in
     both tails: for :math:`a > 0` it uses :math:`\Phi(-a) - \Phi(-b)`."""
     upper = a > 0
-    lo = torch.where(upper, log_ndtr(-b), log_ndtr(a))
-    hi = torch.where(upper, log_ndtr(-a), log_ndtr(b))
+    lo_arg = torch.where(upper, -b, a)
+    hi_arg = torch.where(upper, -a, b)
+    # An infinite end contributes exactly log Phi(-inf) = -inf or log Phi(inf) = 0; log_ndtr only
+    # sees finite arguments, since its backward at +-inf is 0 * inf = NaN even where masked out.
+    lo_inf, hi_inf = torch.isneginf(lo_arg), torch.isposinf(hi_arg)
+    lo = torch.where(lo_inf, -math.inf, log_ndtr(torch.where(lo_inf, 0.0, lo_arg)))
+    hi = torch.where(hi_inf, 0.0, log_ndtr(torch.where(hi_inf, 0.0, hi_arg)))
     return hi + _log1mexp(lo - hi)
 
 

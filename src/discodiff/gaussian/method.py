@@ -239,7 +239,13 @@ class GaussianDiffusion(Method):
             prior = prior_kl(self.process, x0, self.t_max)
             if self.T:
                 first = t < 1.5 / self.T
-                decoder = reconstruction_nll(x0, d.x0, self._decoder_log_std(t), self.levels)
+                # the decoder only where it is used: at large t its interval probabilities underflow
+                # and a masked -inf still sends NaN gradients through torch.where
+                decoder = torch.zeros_like(total)
+                if bool(first.any()):
+                    decoder[first] = reconstruction_nll(
+                        x0[first], d.x0[first], self._decoder_log_std(t[first]), self.levels
+                    ).to(total.dtype)
                 kl = self._step_kl(
                     x0, x_t, t, d, detach_mean=self.config.loss == "hybrid" and self.config.learn_variance
                 )
