@@ -144,13 +144,13 @@ class GaussianDiffusion(Method):
         t_max = torch.tensor([self.t_max], dtype=torch.float64)
         if (
             config.prediction in ("eps", "score")
-            and self.clip is None
             and float(self.process.alpha_sigma(t_max)[0]) ** 2 < EPS_PREDICTION_MIN_ALPHA_BAR
         ):
             raise ValueError(
                 f"schedule {type(config.schedule).__name__} reaches alpha_bar < "
                 f"{EPS_PREDICTION_MIN_ALPHA_BAR} at t_max={self.t_max}: eps-prediction cannot recover "
-                "x0 there; use prediction 'v' or 'x0', a smaller t_max, or bounded data with clip_x0"
+                "x0 there (the last step's bound term and the PF-ODE drift diverge; clipping x0 only helps "
+                "sampling); use prediction 'v' or 'x0', a smaller t_max, or another schedule"
             )
 
     # ---- helpers -------------------------------------------------------------------------------
