@@ -35,7 +35,18 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from .base import (
+    METHODS,
+    NULL_LABEL,
+    Batch,
+    LossOutput,
+    Method,
+    NLLOutput,
+    SampleOutput,
+    check_known,
+    drop_labels,
+    sample_labels,
+)
 from .categorical.guidance import combine_guidance
 from .categorical.logspace import log_normalize
 from .categorical.sampling import sample_categorical, sharpen
@@ -108,10 +119,7 @@ class Autoregressive(Method):
     def loss(self, batch: Batch) -> LossOutput:
         """Mean next-token cross-entropy in nats per token."""
         self._check_labels(batch.cond)
-        cond = batch.cond
-        if cond is not None and self.config.cond_drop_prob > 0:
-            drop = batch.rand() < self.config.cond_drop_prob
-            cond = torch.where(drop, torch.full_like(cond, NULL_LABEL), cond)
+        cond = drop_labels(batch, self.config.cond_drop_prob)
         per_token = self.token_nll(batch.x, cond)  # (B, L)
         loss = per_token.mean()
         if not torch.isfinite(loss):
@@ -152,7 +160,7 @@ class Autoregressive(Method):
                 f"autoregressive sampling takes one step per token: steps must be None or {self.length}"
             )
         device = self.device
-        labels = self._sample_labels(cond, shape[0], guidance_scale, device)
+        labels = sample_labels(cond, shape[0], self.num_classes, device, guidance_scale=guidance_scale)
         known_pair = check_known(known, known_mask, shape)
         if known_pair is not None:
             given, mask = known_pair[0].to(device), known_pair[1].to(device)
@@ -200,25 +208,6 @@ class Autoregressive(Method):
                 token = torch.where(known[1][:, i], known[0][:, i], token)
             x[:, i] = token
         return x
-
-    def _sample_labels(
-        self, cond: Tensor | None, n: int, guidance_scale: float, device: torch.device
-    ) -> Tensor | None:
-        if cond is None:
-            if guidance_scale != 1.0:
-                raise ValueError("guidance_scale != 1 needs class labels (cond)")
-            return (
-                None
-                if self.num_classes == 0
-                else torch.full((n,), NULL_LABEL, dtype=torch.long, device=device)
-            )
-        if self.num_classes == 0:
-            raise ValueError("this model is unconditional: cond must be None")
-        if cond.shape != (n,) or cond.dtype != torch.long:
-            raise ValueError(
-                f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}"
-            )
-        return cond.to(device)
 
     def _check_labels(self, cond: Tensor | None) -> None:
         if cond is not None and self.num_classes == 0:

@@ -208,6 +208,37 @@ class Method(nn.Module, ABC):
         return torch.device("cpu")
 
 
+def drop_labels(batch: Batch, drop_prob: float) -> Tensor | None:
+    """Training labels for classifier-free guidance: each replaced by :data:`NULL_LABEL` with
+    probability ``drop_prob`` (uniforms from ``batch.rand``, so data-parallel ranks agree)."""
+    if batch.cond is None or drop_prob == 0:
+        return batch.cond
+    drop = batch.rand() < drop_prob
+    return torch.where(drop, torch.full_like(batch.cond, NULL_LABEL), batch.cond)
+
+
+def sample_labels(
+    cond: Tensor | None,
+    n: int,
+    num_classes: int,
+    device: torch.device,
+    *,
+    guidance_scale: float | None = None,
+) -> Tensor | None:
+    """Labels for ``n`` samples: ``cond`` checked and moved to ``device``, or the null label for a
+    conditional model given none. With ``guidance_scale`` given, guidance (!= 1) without labels is
+    refused."""
+    if cond is None:
+        if guidance_scale is not None and guidance_scale != 1.0:
+            raise ValueError("guidance_scale != 1 needs class labels (cond)")
+        return None if num_classes == 0 else torch.full((n,), NULL_LABEL, dtype=torch.long, device=device)
+    if num_classes == 0:
+        raise ValueError("this model is unconditional: cond must be None")
+    if cond.shape != (n,) or cond.dtype != torch.long:
+        raise ValueError(f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}")
+    return cond.to(device)
+
+
 def check_known(
     known: Tensor | None, known_mask: Tensor | None, shape: Sequence[int]
 ) -> tuple[Tensor, Tensor] | None:

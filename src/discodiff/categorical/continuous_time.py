@@ -46,15 +46,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..base import NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from ..base import Batch, LossOutput, Method, NLLOutput, SampleOutput, drop_labels, sample_labels
 from ..utils import sum_except_batch
 from .d3pm import TRAJECTORY_POINTS
+from .guidance import guided_outputs, network_calls
 from .jumps import MultiJump, euler_log_probs, tau_leap
 from .logspace import categorical_kl
 from .ratios import log_ratios_given_x0, score_entropy
 from .sampling import sample_categorical
 from .transitions import ContinuousTimeTransition
-from .validation import check_logits, check_tokens
+from .validation import check_known_tokens, check_logits, check_tokens
 
 LAST_TIME = 1.0 - torch.finfo(torch.float64).eps / 2
 """The largest float64 below 1: random times stay below t = 1, where a schedule with
@@ -153,18 +154,14 @@ class ContinuousTimeMethod(Method):
         :math:`f_u + w(f_c - f_u)` of the transformed conditional and null-label outputs (Ho &
         Salimans 2022, in the space ``transform`` maps to). Output ``(B, *D, K)``; counts
         network evaluations in :attr:`nfe`."""
-        expected = (*x_t.shape, self.transition.vocab_size)
-        t_in = t.to(torch.float32)
-        if guidance_scale == 1.0:
-            self.nfe += 1
-            return transform(check_logits(self.net(x_t, t_in, cond), expected=expected))
-        if cond is None:
-            raise ValueError("classifier-free guidance (guidance_scale != 1) needs class labels")
-        both = torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
-        self.nfe += 2
-        out = self.net(torch.cat([x_t, x_t]), torch.cat([t_in, t_in]), both)
-        out_c, out_u = transform(check_logits(out, expected=(2 * x_t.shape[0], *expected[1:]))).chunk(2)
-        return out_u + guidance_scale * (out_c - out_u)
+
+        def output(x: Tensor, s: Tensor, c: Tensor | None) -> Tensor:
+            logits = check_logits(self.net(x, s, c), expected=(*x.shape, self.transition.vocab_size))
+            return transform(logits)
+
+        out = guided_outputs(output, x_t, t.to(torch.float32), cond, guidance_scale)
+        self.nfe += network_calls(guidance_scale)
+        return out
 
     # ---- rates and the bound -------------------------------------------------------------------
 
@@ -221,10 +218,7 @@ class ContinuousTimeMethod(Method):
 
     def loss(self, batch: Batch) -> LossOutput:
         x0 = self._check_batch(batch)
-        cond = batch.cond
-        if cond is not None and self.options.cond_drop_prob > 0:
-            drop = batch.rand() < self.options.cond_drop_prob
-            cond = torch.where(drop, torch.full_like(cond, NULL_LABEL), cond)
+        cond = drop_labels(batch, self.options.cond_drop_prob)
         t = self._train_times(batch)
         with torch.no_grad():
             prior = self.prior_kl(x0)
@@ -326,34 +320,6 @@ class ContinuousTimeMethod(Method):
                 tau_leap(rates, x, h, generator=generator, multi_jump=o.multi_jump, ordinal=o.ordinal), pinned
             )
         return x
-
-
-def sample_labels(cond: Tensor | None, n: int, num_classes: int, device: torch.device) -> Tensor | None:
-    """Labels for sampling: the null class for a conditional model without labels; checked otherwise."""
-    if cond is None:
-        return torch.full((n,), NULL_LABEL, dtype=torch.long, device=device) if num_classes > 0 else None
-    if num_classes == 0:
-        raise ValueError("this model is unconditional: cond must be None")
-    if cond.shape != (n,) or cond.dtype != torch.long:
-        raise ValueError(f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}")
-    return cond.to(device)
-
-
-def check_known_tokens(
-    known: Tensor | None,
-    known_mask: Tensor | None,
-    shape: tuple[int, ...],
-    vocab_size: int,
-    device: torch.device,
-) -> tuple[Tensor, Tensor] | None:
-    """Validate ``known`` / ``known_mask`` for token samplers: known values must be data ids."""
-    pair = check_known(known, known_mask, shape)
-    if pair is None:
-        return None
-    values, mask = pair
-    filled = torch.where(mask, values, torch.zeros_like(values))
-    values = check_tokens(filled, num_ids=vocab_size, event_shape=None, what="known")
-    return values.to(device), mask.to(device)
 
 
 def pin(x: Tensor, pinned: tuple[Tensor, Tensor] | None) -> Tensor:

@@ -41,7 +41,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from ..base import (
+    METHODS,
+    Batch,
+    LossOutput,
+    Method,
+    NLLOutput,
+    SampleOutput,
+    drop_labels,
+    sample_labels,
+)
 from ..config import Spec, component
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
@@ -50,7 +59,7 @@ from .logspace import categorical_kl
 from .sampling import sample_categorical, sharpen, uniform
 from .transition_configs import TRANSITIONS, build_transition
 from .transitions import Transition
-from .validation import check_logits, check_tokens
+from .validation import check_known_tokens, check_logits, check_tokens
 
 TRAJECTORY_POINTS = 9
 """How many grid points a recorded trajectory keeps (evenly spaced, ends included)."""
@@ -195,19 +204,13 @@ class D3PM(Method):
             raise ValueError("this model is class-conditional: the batch needs labels")
         return x0
 
-    def _train_labels(self, batch: Batch) -> Tensor | None:
-        if batch.cond is None or self.config.cond_drop_prob == 0:
-            return batch.cond
-        drop = batch.rand() < self.config.cond_drop_prob
-        return torch.where(drop, torch.full_like(batch.cond, NULL_LABEL), batch.cond)
-
     def _noise(self, x0: Tensor, t: Tensor, batch: Batch) -> Tensor:
         r"""Draw :math:`x_t \sim q(x_t|x_0)` with uniforms from ``batch.rand``."""
         return self.transition.sample_marginal(x0, t, batch.rand(*x0.shape[1:], 2, dtype=torch.float64))
 
     def loss(self, batch: Batch) -> LossOutput:
         x0 = self._check_batch(batch)
-        cond = self._train_labels(batch)
+        cond = drop_labels(batch, self.config.cond_drop_prob)
         num_tokens = x0[0].numel()
         i = torch.clamp(torch.floor(batch.rand(dtype=torch.float64) * self.T), max=self.T - 1) + 1
         t, s = i / self.T, (i - 1) / self.T
@@ -277,8 +280,8 @@ class D3PM(Method):
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps must be in 1 .. T={self.T}, got {steps}")
         device = self.device
-        cond = self._sample_labels(cond, shape[0], device)
-        known_pair = self._check_known(known, known_mask, shape, device)
+        cond = sample_labels(cond, shape[0], self.num_classes, device)
+        known_pair = check_known_tokens(known, known_mask, shape, self.transition.vocab_size, device)
         nfe_before = self.nfe
         with torch.no_grad():
             prior = self.transition.log_prior().to(device).expand(*shape, self.transition.num_states)
@@ -316,32 +319,6 @@ class D3PM(Method):
         if sampler == "argmax":
             return log_ps.argmax(dim=-1)
         return sample_categorical(log_ps, generator=generator)
-
-    def _sample_labels(self, cond: Tensor | None, n: int, device: torch.device) -> Tensor | None:
-        if cond is None:
-            return (
-                torch.full((n,), NULL_LABEL, dtype=torch.long, device=device)
-                if self.num_classes > 0
-                else None
-            )
-        if self.num_classes == 0:
-            raise ValueError("this model is unconditional: cond must be None")
-        if cond.shape != (n,) or cond.dtype != torch.long:
-            raise ValueError(
-                f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}"
-            )
-        return cond.to(device)
-
-    def _check_known(
-        self, known: Tensor | None, known_mask: Tensor | None, shape: tuple[int, ...], device: torch.device
-    ) -> tuple[Tensor, Tensor] | None:
-        pair = check_known(known, known_mask, shape)
-        if pair is None:
-            return None
-        values, mask = pair
-        filled = torch.where(mask, values, torch.zeros_like(values))
-        values = check_tokens(filled, num_ids=self.transition.vocab_size, event_shape=None, what="known")
-        return values.to(device), mask.to(device)
 
     def _impose(
         self, x: Tensor, known: tuple[Tensor, Tensor] | None, s: float, generator: torch.Generator | None

@@ -38,10 +38,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..base import NULL_LABEL, SampleOutput, check_known
+from ..base import SampleOutput
 from .masked_process import relative_noise, unmask_log_probs
 from .sampling import sample_categorical, sample_inverse_cdf, sharpen, uniform
-from .validation import check_tokens
 
 if TYPE_CHECKING:
     from .masked import MaskedDiffusion
@@ -60,37 +59,6 @@ class DecodeOptions:
     top_p: float  # nucleus mass
     guidance_scale: float  # classifier-free guidance; 1: none
     block_size: int  # new tokens per window after the first (semi-autoregressive generation)
-
-
-def check_known_tokens(
-    known: Tensor | None,
-    known_mask: Tensor | None,
-    shape: tuple[int, ...],
-    vocab_size: int,
-    device: torch.device,
-) -> tuple[Tensor, Tensor] | None:
-    """Validate an infilling pair (ids in [0, K) where known); return it on ``device``, 0 where unknown."""
-    pair = check_known(known, known_mask, shape)
-    if pair is None:
-        return None
-    values, mask = pair[0].to(device), pair[1].to(device)
-    values = check_tokens(torch.where(mask, values, 0), num_ids=vocab_size, event_shape=None, what="known")
-    return values, mask
-
-
-def check_labels(
-    cond: Tensor | None, n: int, num_classes: int, guidance_scale: float, device: torch.device
-) -> Tensor | None:
-    """Class labels for ``n`` samples: ``cond`` checked, or the null label for a conditional model."""
-    if cond is None:
-        if guidance_scale != 1.0:
-            raise ValueError("guidance_scale != 1 needs class labels (cond)")
-        return None if num_classes == 0 else torch.full((n,), NULL_LABEL, dtype=torch.long, device=device)
-    if num_classes == 0:
-        raise ValueError("this model is unconditional: cond must be None")
-    if cond.shape != (n,) or cond.dtype != torch.long:
-        raise ValueError(f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}")
-    return cond.to(device)
 
 
 class Denoiser:

@@ -23,18 +23,31 @@ def combine_guidance(log_c: Tensor, log_u: Tensor, guidance_scale: float) -> Ten
     return torch.log_softmax(log_u + guidance_scale * (log_c - log_u), dim=-1)
 
 
-def guided_log_probs(
-    logits: Logits, x_t: Tensor, t: Tensor, cond: Tensor | None, guidance_scale: float
-) -> Tensor:
-    r""":math:`\log\hat p(x_0|x_t)` from ``logits(x_t, t, cond)``, guided when ``guidance_scale``
-    != 1 (one batched call on the conditional and null-label copies)."""
+def guided_outputs(fn: Logits, x_t: Tensor, t: Tensor, cond: Tensor | None, guidance_scale: float) -> Tensor:
+    r"""``fn(x_t, t, cond)``, or with guidance (w != 1) :math:`f_\emptyset + w(f_c - f_\emptyset)` of
+    the conditional and null-label outputs of one batched call, in the space ``fn`` returns
+    (log-probabilities, log-ratios)."""
     if guidance_scale == 1.0:
-        return torch.log_softmax(logits(x_t, t, cond), dim=-1)
+        return fn(x_t, t, cond)
     if cond is None:
         raise ValueError("classifier-free guidance (guidance_scale != 1) needs class labels")
     both = torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
-    log_c, log_u = torch.log_softmax(logits(torch.cat([x_t, x_t]), torch.cat([t, t]), both), dim=-1).chunk(2)
-    return combine_guidance(log_c, log_u, guidance_scale)
+    out_c, out_u = fn(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
+    return out_u + guidance_scale * (out_c - out_u)
+
+
+def guided_log_probs(
+    logits: Logits, x_t: Tensor, t: Tensor, cond: Tensor | None, guidance_scale: float
+) -> Tensor:
+    r""":math:`\log\hat p(x_0|x_t)` from ``logits(x_t, t, cond)``, guided (and renormalized) when
+    ``guidance_scale`` != 1 (one batched call on the conditional and null-label copies)."""
+    if guidance_scale == 1.0:
+        return torch.log_softmax(logits(x_t, t, cond), dim=-1)
+
+    def log_probs(x: Tensor, s: Tensor, c: Tensor | None) -> Tensor:
+        return torch.log_softmax(logits(x, s, c), dim=-1)
+
+    return torch.log_softmax(guided_outputs(log_probs, x_t, t, cond, guidance_scale), dim=-1)
 
 
 def network_calls(guidance_scale: float) -> int:

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput
+from ..base import METHODS, Batch, LossOutput, Method, NLLOutput, SampleOutput, drop_labels, sample_labels
 from ..config import component
 from ..schedules import SCHEDULES, Schedule
 from . import decoding
@@ -52,7 +52,7 @@ from .guidance import guided_log_probs
 from .logspace import NEG_INF, categorical_kl
 from .masked_process import elbo_weight, unmask_log_probs
 from .mixing import AbsorbingTransition
-from .validation import check_logits, check_tokens
+from .validation import check_known_tokens, check_logits, check_tokens
 
 
 @dataclass
@@ -245,10 +245,7 @@ class MaskedDiffusion(Method):
         times), so the batch mean is an unbiased, lower-variance estimate of the mean bound.
         """
         x0 = self._check_batch(batch)
-        cond = batch.cond
-        if cond is not None and self.config.cond_drop_prob > 0:
-            drop = batch.rand() < self.config.cond_drop_prob
-            cond = torch.where(drop, torch.full_like(cond, NULL_LABEL), cond)
+        cond = drop_labels(batch, self.config.cond_drop_prob)
         offset, total = batch.rows if batch.rows is not None else (0, batch.size)
         index = torch.arange(offset, offset + batch.size, device=x0.device, dtype=torch.float64)
         t = self.times((index + batch.rand(dtype=torch.float64)) / total)
@@ -324,8 +321,8 @@ class MaskedDiffusion(Method):
         if steps < 1 or (self.T and steps > self.T):
             raise ValueError(f"steps must be in 1 .. {self.T or 'any'}, got {steps}")
         shape = self.resolve_shape(num_or_shape)
-        labels = decoding.check_labels(cond, shape[0], self.num_classes, guidance_scale, self.device)
-        known_pair = decoding.check_known_tokens(known, known_mask, shape, self.vocab_size, self.device)
+        labels = sample_labels(cond, shape[0], self.num_classes, self.device, guidance_scale=guidance_scale)
+        known_pair = check_known_tokens(known, known_mask, shape, self.vocab_size, self.device)
         options = decoding.DecodeOptions(
             sampler=sampler,
             steps=steps,

@@ -1,4 +1,4 @@
-"""Input checks shared by the categorical methods: token tensors and network logits."""
+"""Input checks shared by the token methods: token tensors, known tokens and network logits."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+
+from ..base import check_known
 
 
 def check_tokens(x: Tensor, *, num_ids: int, event_shape: Sequence[int] | None, what: str) -> Tensor:
@@ -45,3 +47,19 @@ def check_logits(logits: Tensor, *, expected: Sequence[int]) -> Tensor:
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     return logits
+
+
+def check_known_tokens(
+    known: Tensor | None,
+    known_mask: Tensor | None,
+    shape: tuple[int, ...],
+    vocab_size: int,
+    device: torch.device,
+) -> tuple[Tensor, Tensor] | None:
+    """Validate an infilling pair (ids in [0, K) where known); return it on ``device``, 0 where unknown."""
+    pair = check_known(known, known_mask, shape)
+    if pair is None:
+        return None
+    values, mask = pair[0].to(device), pair[1].to(device)
+    values = check_tokens(torch.where(mask, values, 0), num_ids=vocab_size, event_shape=None, what="known")
+    return values, mask

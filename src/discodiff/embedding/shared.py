@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..base import NULL_LABEL, Batch, Method, check_known
-from ..categorical.validation import check_tokens
+from ..base import Batch, Method, drop_labels, sample_labels
+from ..categorical.validation import check_known_tokens, check_tokens
 from .encoders import TokenEncoder
 from .layout import LatentLayout
 
@@ -76,36 +76,20 @@ class EmbeddingMethod(Method):
 
     def train_labels(self, batch: Batch) -> Tensor | None:
         """Labels with dropout to the null class (randomness from ``batch.rand``)."""
-        if batch.cond is None or self.cond_drop_prob == 0:
-            return batch.cond
-        drop = batch.rand() < self.cond_drop_prob
-        return torch.where(drop, torch.full_like(batch.cond, NULL_LABEL), batch.cond)
+        return drop_labels(batch, self.cond_drop_prob)
 
     def sample_labels(self, cond: Tensor | None, n: int, device: torch.device) -> Tensor | None:
         """Checked labels for sampling; the null class for a conditional model given none."""
-        if cond is None:
-            if self.num_classes == 0:
-                return None
-            return torch.full((n,), NULL_LABEL, dtype=torch.long, device=device)
-        if self.num_classes == 0:
-            raise ValueError("this model is unconditional: cond must be None")
-        if cond.shape != (n,) or cond.dtype != torch.long:
-            raise ValueError(
-                f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}"
-            )
-        return cond.to(device)
+        return sample_labels(cond, n, self.num_classes, device)
 
     def known_tokens(
         self, known: Tensor | None, known_mask: Tensor | None, shape: tuple[int, ...], device: torch.device
     ) -> KnownTokens | None:
         """Check ``known`` ids (where ``known_mask``) and embed them; ``None`` without infilling."""
-        pair = check_known(known, known_mask, shape)
+        pair = check_known_tokens(known, known_mask, shape, self.vocab_size, device)
         if pair is None:
             return None
-        values, mask = pair
-        filled = torch.where(mask, values, torch.zeros_like(values))
-        tokens = check_tokens(filled, num_ids=self.vocab_size, event_shape=None, what="known").to(device)
-        mask = mask.to(device)
+        tokens, mask = pair
         with torch.no_grad():
             latent = self.embed(tokens)
         return KnownTokens(tokens, mask, latent, self.layout.expand_mask(mask))

@@ -23,7 +23,17 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..base import METHODS, NULL_LABEL, Batch, LossOutput, Method, NLLOutput, SampleOutput, check_known
+from ..base import (
+    METHODS,
+    Batch,
+    LossOutput,
+    Method,
+    NLLOutput,
+    SampleOutput,
+    check_known,
+    drop_labels,
+    sample_labels,
+)
 from ..config import component
 from ..schedules import SCHEDULES, Schedule
 from ..utils import randn, sum_except_batch
@@ -188,12 +198,6 @@ class GaussianDiffusion(Method):
         span = self.t_max - self.t_first
         return self.t_first + u * span, torch.full_like(u, span)
 
-    def _train_labels(self, batch: Batch) -> Tensor | None:
-        if batch.cond is None or self.config.cond_drop_prob == 0:
-            return batch.cond
-        drop = batch.rand() < self.config.cond_drop_prob
-        return torch.where(drop, torch.full_like(batch.cond, NULL_LABEL), batch.cond)
-
     def _decoder_log_std(self, t: Tensor) -> Tensor:
         r"""Reconstruction std at the first time: :math:`\log(\sigma_{t_1}/\alpha_{t_1})`."""
         alpha, sigma = self.process.alpha_sigma(t)
@@ -218,7 +222,7 @@ class GaussianDiffusion(Method):
         self._check_batch(batch)
         x0 = batch.x
         dims = x0[0].numel()
-        cond = self._train_labels(batch)
+        cond = drop_labels(batch, self.config.cond_drop_prob)
         t, inv_density = self._train_times(batch)
         eps = batch.randn(*x0.shape[1:], dtype=x0.dtype)
         x_t = self.process.marginal(x0, t, eps)
@@ -352,16 +356,7 @@ class GaussianDiffusion(Method):
         self.check_sampler(sampler)
         steps = steps or self.config.sample_steps or (self.T or DEFAULT_CONTINUOUS_STEPS)
         device = self.device
-        if cond is not None:
-            if self.num_classes == 0:
-                raise ValueError("this model is unconditional: cond must be None")
-            if cond.shape != (shape[0],) or cond.dtype != torch.long:
-                raise ValueError(
-                    f"cond must be a long tensor of shape ({shape[0]},), got {cond.dtype} {tuple(cond.shape)}"
-                )
-            cond = cond.to(device)
-        elif self.num_classes > 0:
-            cond = torch.full((shape[0],), NULL_LABEL, dtype=torch.long, device=device)
+        cond = sample_labels(cond, shape[0], self.num_classes, device)
         known_pair = check_known(known, known_mask, shape)
         if known_pair is not None:
             known_pair = (known_pair[0].to(device), known_pair[1].to(device))
