@@ -48,8 +48,9 @@ from ..base import METHODS, Batch, LossOutput, Method, NLLOutput, SampleOutput, 
 from ..config import component
 from ..schedules import SCHEDULES, Schedule
 from . import decoding
+from .closed_forms import ClosedForm
 from .guidance import guided_log_probs
-from .logspace import NEG_INF, categorical_kl
+from .logspace import NEG_INF
 from .masked_process import elbo_weight, unmask_log_probs
 from .mixing import AbsorbingTransition
 from .validation import check_known_tokens, check_logits, check_tokens
@@ -186,10 +187,7 @@ class MaskedDiffusion(Method):
         The matching prior is symmetric in the data ids, so every token pays the same,
         :math:`\alpha_1\log K` (0 when :math:`\alpha_1 = 0`); it is computed once, in O(K).
         """
-        one = torch.zeros(1, 1, dtype=torch.long, device=x0.device)
-        log_q1 = self.transition.log_marginal(one, 1.0, dtype=torch.float64)
-        per_token = categorical_kl(log_q1, self.transition.log_prior().to(x0.device))[0, 0]
-        return per_token.expand(x0.shape[0]) * x0.shape[1]
+        return ClosedForm(self.transition).prior_kl(x0, dtype=torch.float64)
 
     def masked_cross_entropy(
         self, x0: Tensor, t: Tensor, u: Tensor, cond: Tensor | None = None
