@@ -54,6 +54,8 @@ from ..base import (
 from ..config import Spec, component
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
+from .closed_d3pm import step_kl_and_ce
+from .closed_forms import closed_form
 from .guidance import guided_log_probs, network_calls
 from .logspace import categorical_kl
 from .sampling import sample_categorical, sharpen, uniform
@@ -129,6 +131,7 @@ class D3PM(Method):
         self.num_classes = num_classes
         self.T = config.timesteps
         self.nfe = 0
+        self.closed = closed_form(transition)  # uniform / absorbing: closed forms; None: generic path
 
     # ---- parameterization ----------------------------------------------------------------------
 
@@ -141,13 +144,14 @@ class D3PM(Method):
         :math:`\log\hat p \propto \log\hat p_u + w(\log\hat p_c - \log\hat p_u)` (Ho & Salimans 2022,
         applied to log-probabilities).
         """
-        vocab = self.transition.vocab_size
-
-        def logits(x: Tensor, tt: Tensor, c: Tensor | None) -> Tensor:
-            return check_logits(self.net(x, tt.to(torch.float32), c), expected=(*x.shape, vocab))
-
         self.nfe += network_calls(guidance_scale)
-        return guided_log_probs(logits, x_t, t, cond, guidance_scale)
+        return guided_log_probs(self._logits, x_t, t, cond, guidance_scale)
+
+    def _logits(self, x: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
+        """The network's checked logits over the data ids, ``(B, *D, K)``."""
+        return check_logits(
+            self.net(x, t.to(torch.float32), cond), expected=(*x.shape, self.transition.vocab_size)
+        )
 
     def reverse_from_x0(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x_s|x_t)` ``(B, *D, S)`` from an x_0 distribution ``(B, *D, K)``."""
@@ -179,6 +183,8 @@ class D3PM(Method):
 
     def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
         r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
+        if self.closed is not None:
+            return self.closed.prior_kl(x0, dtype=dtype)
         log_q1 = self.transition.log_marginal(x0, 1.0, dtype=dtype)
         return sum_except_batch(categorical_kl(log_q1, self.transition.log_prior().to(dtype)))
 
@@ -192,7 +198,19 @@ class D3PM(Method):
 
         At s = 0 this is the reconstruction term :math:`-\log p_\theta(x_0|x_t)`.
         """
-        return sum_except_batch(self._token_kl(x0, x_t, s, t, self.denoise(x_t, t, cond)))
+        return sum_except_batch(self._kl_and_ce(x0, x_t, s, t, cond)[0])
+
+    def _kl_and_ce(
+        self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, cond: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        r"""Per-token step KL and :math:`-\log\hat p(x_0|x_t)`, ``(B, *D)`` each: in closed form
+        (:mod:`.closed_d3pm`) for uniform and absorbing transitions, else from the dense posteriors."""
+        if self.closed is not None:
+            self.nfe += 1
+            z = self._logits(x_t, t, cond)
+            return step_kl_and_ce(self.closed, z, x_t, x0, s, t, self.config.reverse)
+        log_p0 = self.denoise(x_t, t, cond)
+        return self._token_kl(x0, x_t, s, t, log_p0), -log_p0.gather(-1, x0[..., None])[..., 0]
 
     # ---- the interface -------------------------------------------------------------------------
 
@@ -216,10 +234,8 @@ class D3PM(Method):
         t, s = i / self.T, (i - 1) / self.T
         with torch.no_grad():
             prior = self.prior_kl(x0)
-        x_t = self._noise(x0, t, batch)
-        log_p0 = self.denoise(x_t, t, cond)
-        step = sum_except_batch(self._token_kl(x0, x_t, s, t, log_p0))
-        ce = -sum_except_batch(log_p0.gather(-1, x0[..., None]))
+        kl, ce = self._kl_and_ce(x0, self._noise(x0, t, batch), s, t, cond)
+        step, ce = sum_except_batch(kl), sum_except_batch(ce)
         bound = prior.to(step.dtype) + self.T * step
         total = (bound + self.config.hybrid_lambda * ce) / num_tokens
         if not bool(torch.isfinite(total).all()):

@@ -107,8 +107,8 @@ class _RowSums(torch.autograd.Function):
                 log_sum[lo:hi] = block.sum(1)
             w = torch.add(block, log_a[lo:hi, None], out=work[: hi - lo]).exp_()  # A e^z
             e_sum[lo:hi] = zero_columns(w, cols).sum(1)
-            if need_log_sum and log_cpi is not None:  # log(A e^z + C pi); excluded ids give log(C pi)
-                log_sum[lo:hi] = w.add_(log_cpi[lo:hi, None].exp()).log_().sum(1)
+            if need_log_sum and log_cpi is not None:  # log(A e^z + C pi) over the ids kept
+                log_sum[lo:hi] = zero_columns(w.add_(log_cpi[lo:hi, None].exp()).log_(), cols).sum(1)
         log_s_x0 = None
         if x0 is not None:
             z_x0 = take_entries(z, rows, x0) + log_a
@@ -117,8 +117,6 @@ class _RowSums(torch.autograd.Function):
             if log_cpi is None:
                 dropped = sum(torch.where(v, take_entries(z, rows, c), 0.0) for c, v in cols_all)
                 log_sum = log_sum - dropped + (width - excluded) * log_a
-            else:
-                log_sum = log_sum - excluded * log_cpi
         ctx.save_for_backward(z, rows, x, x0, log_a, log_cpi)
         ctx.need_log_sum = need_log_sum
         return e_sum, log_sum, log_s_x0
@@ -195,33 +193,35 @@ class _RowStats(torch.autograd.Function):
     """See :func:`row_stats`."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, rows: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor]:
-        n, width = x.numel(), z.shape[1]
+    def forward(ctx, z: Tensor, rows: Tensor | None, *cols: Tensor) -> tuple[Tensor, ...]:
+        n, width = cols[0].numel(), z.shape[1]
         lse = torch.empty(n, dtype=z.dtype, device=z.device)
         copy = None if rows is None else _scratch(z, n)
         for lo, hi in blocks(n, width):
             lse[lo:hi] = torch.logsumexp(take(z, rows, lo, hi, copy), dim=1)
-        ctx.save_for_backward(z, rows, x, lse)
-        return lse, torch.where(x < width, take_entries(z, rows, x), 0.0)
+        ctx.save_for_backward(z, rows, lse, *cols)
+        return (lse, *(torch.where(c < width, take_entries(z, rows, c), 0.0) for c in cols))
 
     @staticmethod
-    def backward(ctx, g_lse: Tensor, g_x: Tensor) -> tuple[Tensor, None, None]:
-        z, rows, x, lse = ctx.saved_tensors
-        n, width = x.numel(), z.shape[1]
+    def backward(ctx, g_lse: Tensor, *g_cols: Tensor) -> tuple[Tensor | None, ...]:
+        z, rows, lse, *cols = ctx.saved_tensors
+        n, width = lse.numel(), z.shape[1]
         out = torch.empty_like(z) if rows is None else torch.zeros_like(z)
-        g_x = torch.where(x < width, g_x, 0.0)
+        g_cols = [torch.where(c < width, g, 0.0) for c, g in zip(cols, g_cols, strict=True)]
         copy = None if rows is None else _scratch(z, n)
         for lo, hi in blocks(n, width):
             block = take(z, rows, lo, hi, copy)
             target = out[lo:hi] if rows is None else block
             grad = torch.sub(block, lse[lo:hi, None], out=target).exp_().mul_(g_lse[lo:hi, None])
-            grad.scatter_add_(1, x[lo:hi, None].clamp(max=width - 1), g_x[lo:hi, None])
+            for c, g in zip(cols, g_cols, strict=True):
+                grad.scatter_add_(1, c[lo:hi, None].clamp(max=width - 1), g[lo:hi, None])
             if rows is not None:
                 out.index_copy_(0, rows[lo:hi], grad)
-        return out, None, None
+        return (out, None, *(None for _ in cols))
 
 
-def row_stats(z: Tensor, rows: Tensor | None, x: Tensor) -> tuple[Tensor, Tensor]:
-    r""":math:`\log\sum_y e^{z_y}` and :math:`z_x` (0 where x >= K) of the selected rows of ``z``
-    ``(N, K)``, ``(n,)`` each; no ``(N, K)`` temporary in the forward pass, one in the backward."""
-    return _RowStats.apply(z, rows, x)
+def row_stats(z: Tensor, rows: Tensor | None, *cols: Tensor) -> tuple[Tensor, ...]:
+    r""":math:`\log\sum_y e^{z_y}` and :math:`z_c` for each column tensor ``c`` (0 where c >= K) of
+    the selected rows of ``z`` ``(N, K)``, ``(n,)`` each; no ``(N, K)`` temporary in the forward
+    pass, one in the backward."""
+    return _RowStats.apply(z, rows, *cols)

@@ -4,8 +4,10 @@ Attention runs through ``torch.nn.functional.scaled_dot_product_attention`` (fus
 CPU and CUDA). RoPE (Su et al. 2021) rotates queries and keys by position-dependent angles so
 that their dot product depends on the relative position only; it is written in the half-split
 form of GPT-NeoX (pairs :math:`(x_i, x_{i+d/2})` rather than adjacent pairs, a fixed permutation
-of the head dimensions). The :class:`KVCache` keeps every layer's keys and values so that causal
-decoding feeds one new token per call.
+of the head dimensions), applied to queries and keys in one fused rotation (:func:`apply_rope`)
+with cos/sin tables computed once and kept in the compute dtype (:class:`RopeTables`). The
+:class:`KVCache` keeps every layer's keys and values so that causal decoding feeds one new token
+per call.
 """
 
 from __future__ import annotations
@@ -23,12 +25,56 @@ def rope_angles(start: int, length: int, head_dim: int, base: float, device: tor
     return pos[:, None] * inv_freq[None, :]
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    r"""Rotate the pairs :math:`(x_i, x_{i + d/2})` by :math:`\theta_{p,i}`: ``x`` (B, nh, L, hs),
-    ``cos``/``sin`` (L, hs / 2), computed in float32 and applied in ``x``'s dtype."""
+class RopeTables:
+    r""":math:`\cos\theta` and :math:`\sin\theta` for positions ``0..n-1``, computed in float32 once
+    per (device, dtype) and kept, cast to the compute dtype; :meth:`get` slices a forward pass's
+    positions out, shaped ``(L, 1, 1, hs / 2)`` to broadcast over ``(B, L, 2, nh, hs / 2)``."""
+
+    def __init__(self, head_dim: int, base: float) -> None:
+        self.head_dim, self.base = head_dim, base
+        self._tables: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+    def get(self, start: int, length: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        key = (device, dtype)
+        cos, sin = self._tables.get(key, (None, None))
+        if cos is None or cos.shape[0] < start + length:
+            n = max(start + length, 2 * (0 if cos is None else cos.shape[0]))
+            angles = rope_angles(0, n, self.head_dim, self.base, device)
+            cos, sin = (a.to(dtype)[:, None, None, :] for a in (angles.cos(), angles.sin()))
+            self._tables[key] = cos, sin
+        return cos[start : start + length], sin[start : start + length]
+
+
+class _Rope(torch.autograd.Function):
+    r"""The rotation of :func:`apply_rope` in four fused multiply-adds, with its inverse rotation as
+    the backward pass (:math:`\partial/\partial x_1 = g_1\cos + g_2\sin`,
+    :math:`\partial/\partial x_2 = g_2\cos - g_1\sin`); keeps only the tables for the backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin, 1.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, sin, -1.0), None, None
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor, sign: float) -> Tensor:
+    """``(x1 cos - sign x2 sin, x2 cos + sign x1 sin)`` into a new contiguous tensor."""
+    out = x.new_empty(x.shape)
     x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    o1, o2 = out.chunk(2, dim=-1)
+    torch.mul(x1, cos, out=o1).addcmul_(x2, sin, value=-sign)
+    torch.mul(x2, cos, out=o2).addcmul_(x1, sin, value=sign)
+    return out
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    r"""Rotate the pairs :math:`(x_i, x_{i + d/2})` by :math:`\theta_{p,i}`: ``x`` (..., hs) with
+    ``cos``/``sin`` (..., hs / 2) broadcasting against its halves, in their (the compute) dtype."""
+    return _Rope.apply(x, cos, sin)
 
 
 class KVCache:
@@ -78,12 +124,10 @@ class SelfAttention(nn.Module):
         self, h: Tensor, rope: tuple[Tensor, Tensor] | None, causal: bool, cache: KVCache | None, layer: int
     ) -> Tensor:
         B, L, C = h.shape  # batch, new positions, width
-        q, k, v = self.qkv(h).split(C, dim=2)
-        q = q.view(B, L, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, L, hs)
-        k = k.view(B, L, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, L, hs)
-        v = v.view(B, L, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, L, hs)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        qkv = self.qkv(h).view(B, L, 3, self.heads, C // self.heads)  # (B, L, 3, nh, hs)
+        qk = qkv[:, :, :2] if rope is None else apply_rope(qkv[:, :, :2], *rope)  # q and k rotated at once
+        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)  # (B, nh, L, hs)
+        v = qkv[:, :, 2].transpose(1, 2)  # (B, nh, L, hs)
         offset = 0
         if cache is not None:
             offset = cache.length

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import KVCache, SelfAttention, rope_angles
+from .attention import KVCache, RopeTables, SelfAttention
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 
 INIT_STD = 0.02
@@ -141,6 +141,7 @@ class Transformer(nn.Module):
             self.embed = nn.Linear(self.d_in, d)
         self.max_len = config.max_len or self.length
         self.pos = nn.Embedding(self.max_len, d) if config.positions == "learned" else None
+        self.rope = RopeTables(d // config.heads, config.rope_base) if self.pos is None else None
         self.drop = nn.Dropout(config.dropout)
         self.time = None
         if not spec.causal:
@@ -201,10 +202,8 @@ class Transformer(nn.Module):
             if start + L > self.max_len:
                 raise ValueError(f"sequence of {start + L} positions exceeds max_len={self.max_len}")
             h = h + self.pos(torch.arange(start, start + L, device=x.device))
-        else:
-            head_dim = self.config.width // self.config.heads
-            angles = rope_angles(start, L, head_dim, self.config.rope_base, x.device)
-            rope = (angles.cos(), angles.sin())  # (L, hs / 2) each, float32
+        else:  # (L, 1, 1, hs / 2) each, in the dtype the attention runs in
+            rope = self.rope.get(start, L, x.device, _compute_dtype(h))
         c = self._conditioning(t, cond, B, x.device)  # (B, cond_dim) or None
         h = self.drop(h)
         for i, block in enumerate(self.blocks):
@@ -248,6 +247,12 @@ class Transformer(nn.Module):
             raise ValueError(
                 f"vector input must be (B, L, {self.d_in}) float, got {x.dtype} {tuple(x.shape)}"
             )
+
+
+def _compute_dtype(h: Tensor) -> torch.dtype:
+    """The dtype linear layers produce for ``h``: the autocast dtype when autocast is on."""
+    device = h.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
 
 
 def _check_event_shape(spec: NetSpec) -> int:
