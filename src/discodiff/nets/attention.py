@@ -91,6 +91,7 @@ class KVCache:
             raise ValueError(f"KV cache capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.length = 0
+        self.conditioning: Tensor | None = None  # the network's adaLN input for these sequences
         self.keys: list[Tensor | None] = [None] * depth
         self.values: list[Tensor | None] = [None] * depth
 

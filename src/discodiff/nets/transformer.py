@@ -189,12 +189,15 @@ class Transformer(nn.Module):
         (B, L, d_in) float; ``t`` (B,) in [0, 1] (ignored by causal networks); ``cond`` (B,) long.
 
         With a ``cache`` (causal networks), ``x`` holds only the new positions, which follow the
-        ``cache.length`` already cached, and the cache advances by L.
+        ``cache.length`` already cached, and the cache advances by L. Token ids and labels are
+        checked at the first call with a cache; later calls (one per decoded token, with ids the
+        sampler drew) reuse that call's conditioning and skip the id-range check and its host
+        synchronization.
         """
         B, L = x.shape[:2]
-        self._check_input(x)
         if cache is not None and not self.causal:
             raise ValueError("a KV cache needs a causal network (NetSpec.causal=True)")
+        self._check_input(x, values=cache is None or cache.length == 0)
         start = 0 if cache is None else cache.length
         h = self.embed(x)  # (B, L, d)
         rope = None
@@ -204,7 +207,12 @@ class Transformer(nn.Module):
             h = h + self.pos(torch.arange(start, start + L, device=x.device))
         else:  # (L, 1, 1, hs / 2) each, in the dtype the attention runs in
             rope = self.rope.get(start, L, x.device, _compute_dtype(h))
-        c = self._conditioning(t, cond, B, x.device)  # (B, cond_dim) or None
+        if cache is None or cache.length == 0:
+            c = self._conditioning(t, cond, B, x.device)  # (B, cond_dim) or None
+            if cache is not None:
+                cache.conditioning = c  # a causal network's c depends on the labels only
+        else:
+            c = cache.conditioning
         h = self.drop(h)
         for i, block in enumerate(self.blocks):
             h = block(h, c, rope, self.causal, cache, i)
@@ -233,11 +241,12 @@ class Transformer(nn.Module):
             c = label if c is None else c + label
         return None if c is None else F.silu(c)
 
-    def _check_input(self, x: Tensor) -> None:
+    def _check_input(self, x: Tensor, *, values: bool) -> None:
+        """Shape and dtype; with ``values``, also the id range (one host synchronization)."""
         if self.input_vocab is not None:
             if x.dim() != 2 or x.dtype != torch.long:
                 raise ValueError(f"token input must be (B, L) long, got {x.dtype} {tuple(x.shape)}")
-            if x.numel() > 0:
+            if values and x.numel() > 0:
                 lo, hi = torch.aminmax(x)
                 if lo < 0 or hi >= self.input_vocab:
                     raise ValueError(
