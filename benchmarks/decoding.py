@@ -23,7 +23,18 @@ from discodiff.base import METHODS
 from discodiff.data import DataInfo
 from discodiff.nets import NETS
 from discodiff.runconfig import load_config
-from timing import ROOT, alternate, machine, median, meta, meta_lines, ratio, write
+from timing import (
+    ROOT,
+    add_options,
+    alternate,
+    apply_options,
+    machine,
+    median,
+    meta,
+    meta_lines,
+    ratio,
+    write,
+)
 
 TARGET = 1.5
 
@@ -33,11 +44,10 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--vocab", type=int, default=65)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_options(parser)
     parser.add_argument("--json", type=Path, default=None, help="output JSON (markdown beside it)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_options(args)
     started, start_machine = time.perf_counter(), machine()
     config = load_config(ROOT / "configs" / "shakespeare" / "ar.yaml")
     info = DataInfo((args.length,), kind="tokens", vocab_size=args.vocab)

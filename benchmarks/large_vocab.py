@@ -37,7 +37,19 @@ from discodiff.base import METHODS, Batch
 from discodiff.data import DataInfo
 from discodiff.nets.transformer import Transformer, TransformerConfig
 from discodiff.runconfig import load_config
-from timing import ROOT, alternate, machine, median, meta, meta_lines, peak_rss_growth, ratio, write
+from timing import (
+    ROOT,
+    add_options,
+    alternate,
+    apply_options,
+    machine,
+    median,
+    meta,
+    meta_lines,
+    peak_rss_growth,
+    ratio,
+    write,
+)
 
 CONFIGS = ROOT / "configs" / "shakespeare"
 DEFAULT_METHODS = "d3pm_uniform,d3pm_absorbing,mdlm,ctmc_uniform,udlm,sedd_absorb,sedd_uniform,ar"
@@ -64,15 +76,14 @@ def main() -> None:
     parser.add_argument("--methods", default=DEFAULT_METHODS, help="config names in configs/shakespeare")
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--depth", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_options(parser)
     parser.add_argument("--allocator", choices=("default", "thp"), default="default")
     parser.add_argument("--json", type=Path, default=None, help="output JSON (markdown beside it)")
     args = parser.parse_args()
     if args.allocator == "thp" and os.environ.get("THP_MEM_ALLOC_ENABLE") != "1":
         env = {**os.environ, "THP_MEM_ALLOC_ENABLE": "1"}
         sys.exit(subprocess.run([sys.executable, *sys.argv], env=env).returncode)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_options(args)
     started, start_machine = time.perf_counter(), machine()
     torch.manual_seed(0)
     K, L = args.vocab, args.length

@@ -5,9 +5,11 @@ Ours is the diffusion denoiser of the text configs (``net: transformer``: token 
 time-conditioned adaLN-Zero blocks, head). The plain one has the same embedding, width, depth,
 heads, MLP and head, learned absolute positions and plain pre-LN blocks
 (``h += attn(LN(h)); h += mlp(LN(h))``, ``nn.Linear`` with biases, one fused qkv projection,
-``scaled_dot_product_attention``, GELU). Both get the same tokens; the loss is the mean square of
-the output. Reported: the plain network's median time divided by ours (>= 1: ours at least as
-fast), and both throughputs in GFLOP/s (matmul and attention FLOPs of forward + backward).
+``scaled_dot_product_attention``, GELU). Both get the same tokens and weights drawn from
+N(0, 0.02) (ours starts with zero adaLN gates and head, which would make its backward trivial);
+the loss is the mean square of the output. Reported: the plain network's median time divided by
+ours (>= 1: ours at least as fast), and both throughputs in GFLOP/s (matmul and attention FLOPs
+of forward + backward).
 
     python benchmarks/network.py --json OUT [--batch 32] [--length 256] [--width 256] [--depth 4]
 
@@ -28,7 +30,7 @@ from torch import nn
 
 from discodiff.nets import NetSpec
 from discodiff.nets.transformer import Transformer, TransformerConfig
-from timing import alternate, machine, median, meta, meta_lines, ratio, write
+from timing import add_options, alternate, apply_options, machine, median, meta, meta_lines, ratio, write
 
 
 class PlainBlock(nn.Module):
@@ -93,15 +95,17 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=66, help="output logits; inputs add one [MASK] id")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_options(parser)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_options(args)
     started, start_machine = time.perf_counter(), machine()
     torch.manual_seed(0)
     spec = NetSpec((args.length,), args.vocab, input_vocab=args.vocab + 1)
     ours = Transformer(spec, TransformerConfig(width=args.width, depth=args.depth, heads=args.heads))
     plain = PlainTransformer(args.vocab + 1, args.vocab, args.length, args.width, args.depth, args.heads, 4)
+    with torch.no_grad():  # the same non-degenerate weights for both (ours starts with zero gates)
+        for p in [*ours.parameters(), *plain.parameters()]:
+            p.normal_(0.0, 0.02)
     x = torch.randint(0, args.vocab + 1, (args.batch, args.length))
     t = torch.rand(args.batch)
     work = flops(args.batch, args.length, args.width, args.depth, args.vocab, 4)

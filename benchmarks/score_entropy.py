@@ -34,7 +34,7 @@ from discodiff.categorical import (
 )
 from discodiff.categorical.decoding import DecodeOptions, unmask_step
 from discodiff.schedules import GeometricSchedule, LogLinearSchedule
-from timing import alternate, machine, median, meta, meta_lines, ratio, write
+from timing import add_options, alternate, apply_options, machine, median, meta, meta_lines, ratio, write
 
 TARGETS = {"loss": {"sedd_absorbing": 1.2, "sedd_uniform": 1.5}, "step": 1.2}
 
@@ -163,11 +163,10 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=1024, help="L")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=128, help="sampler steps (step length 1 / steps)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_options(parser)
     parser.add_argument("--json", type=Path, default=None, help="output JSON (markdown beside it)")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_options(args)
     started, start_machine = time.perf_counter(), machine()
     runs = [
         run_vocab(int(K), args.tokens, args.length, args.repeats, args.steps) for K in args.vocab.split(",")
