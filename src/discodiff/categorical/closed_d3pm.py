@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .closed_forms import ClosedForm
 from .masked_process import unmask_log_probs
-from .ratio_rows import row_stats, row_sums
+from .normalized_rows import row_stats, stats_and_sums
 
 
 def _xlogx(p: Tensor) -> Tensor:
@@ -61,26 +61,32 @@ def step_kl_and_ce(
         log_unmask, _ = unmask_log_probs(cf.transition.schedule, s.double(), t.double())
         weight = torch.where(xs == K, per_token(log_unmask.exp()).to(dtype), 0.0)
         return (weight * ce).view(x_t.shape), ce.view(x_t.shape)
-    lse, z_x, z_x0 = row_stats(flat, None, xs, x0s)
-    ce = lse - z_x0
     log_keep_s, log_move_s = (per_token(c) for c in cf.transition.log_keep_move(0.0, s, x_t))
     log_keep_t, log_move_t = (per_token(c) for c in cf.transition.log_keep_move(0.0, t, x_t))
     log_r = log_keep_t - log_keep_s
     log_beta_s, log_beta_t = log_move_s - math.log(K), log_move_t - math.log(K)
     log_u = cf.transition.log_keep_move(s, t, x_t)[1][:, None].expand(-1, n).reshape(-1) - math.log(K)
-    log_p_x = (z_x - lse).double()
     differs = xs != x0s
-    if form == "average":
-        log_qx_x = torch.logaddexp(log_keep_t, log_beta_t)  # q(x_t = x | x_0 = x)
-        log_w_sum = torch.logaddexp(log_p_x - log_qx_x, torch.log1p(-log_p_x.exp()) - log_beta_t)
-        log_a, log_a_x = log_keep_s - log_beta_t, log_keep_s - log_qx_x
-        log_c, log_g_sum = log_beta_s + log_w_sum, log_w_sum
-    else:
-        log_a = log_a_x = log_keep_s
-        log_c, log_g_sum = log_beta_s, torch.zeros_like(log_p_x)
-    _, log_sum, log_g_x0 = row_sums(
-        flat, None, xs, x0s, (log_a - lse.double()).to(dtype), log_c.to(dtype), need_log_sum=True
+
+    def terms(lse: Tensor, z_x: Tensor) -> tuple[Tensor, ...]:
+        """(log a off x, log a at x, log C, log G) per token from the softmax statistics."""
+        log_p_x = (z_x - lse).double()
+        if form == "average":
+            log_qx_x = torch.logaddexp(log_keep_t, log_beta_t)  # q(x_t = x | x_0 = x)
+            log_w_sum = torch.logaddexp(log_p_x - log_qx_x, torch.log1p(-log_p_x.exp()) - log_beta_t)
+            return log_keep_s - log_beta_t, log_keep_s - log_qx_x, log_beta_s + log_w_sum, log_w_sum
+        return log_keep_s, log_keep_s, log_beta_s, torch.zeros_like(log_p_x)
+
+    def coefficients(lse: Tensor, z_x: Tensor) -> tuple[Tensor, Tensor]:
+        log_a, _, log_c, _ = terms(lse, z_x)
+        return (log_a - lse.double()).to(dtype), log_c.to(dtype)
+
+    lse, z_x, z_x0, _, log_sum, log_g_x0 = stats_and_sums(
+        flat, None, xs, x0s, coefficients, need_log_sum=True
     )
+    ce = lse - z_x0
+    log_p_x = (z_x - lse).double()
+    _, log_a_x, log_c, log_g_sum = terms(lse, z_x)
     log_g_x = torch.logaddexp(log_a_x + log_p_x, log_c)
     log_z = torch.logaddexp(log_u + log_g_sum, log_r + log_g_x)
     # the posterior's three values: at x, at x0 (if different), elsewhere

@@ -43,7 +43,8 @@ from torch import Tensor
 
 from .logspace import categorical_kl
 from .mixing import AbsorbingTransition, MixingTransition, UniformTransition
-from .ratio_rows import RatioRows, row_stats, row_sums
+from .normalized_rows import row_stats, stats_and_sums
+from .ratio_rows import RatioRows, row_sums
 from .transitions import as_times
 
 Form = Literal["average", "d3pm"]
@@ -73,27 +74,40 @@ class ClosedForm:
     # ---- ratio rows from an x_0-prediction -----------------------------------------------------
 
     def x0_rows(self, z: Tensor, x: Tensor, t: Tensor, form: Form) -> RatioRows:
-        r"""Rows of the x_0-prediction ratios (module docstring) from logits ``z`` ``(B, *D, K)``."""
-        flat, xs = z.reshape(-1, self.K), x.reshape(-1)
+        r"""Rows of the x_0-prediction ratios (module docstring) from logits ``z`` ``(B, *D, K)``:
+        their coefficients depend on the softmax normalizer and on :math:`\hat p_x`."""
         log_keep, log_move, _ = self.noise(x, t)
-        if self.absorbing:  # at [MASK]: p_y / expm1(Delta); other rows carry no weight (log A = 0)
-            active = self.active(x)
-            lse, _ = row_stats(flat, active, xs[active])
-            log_a = z.new_zeros(xs.shape).index_put(
-                (active,), (log_keep - log_move)[active].to(z.dtype) - lse
-            )
-            return RatioRows(z, log_a.view(x.shape))
-        lse, z_x = row_stats(flat, None, xs)
         log_beta = log_move - math.log(self.K)
-        log_p_x = (z_x - lse).double()
-        if form == "average":
-            log_a = log_keep - log_beta - lse.double()
-            log_cpi = torch.log1p(-torch.exp(log_p_x + log_keep - torch.logaddexp(log_keep, log_beta)))
-        else:
-            log_norm = torch.logaddexp(log_keep + log_p_x, log_beta)
-            log_a, log_cpi = log_keep - lse.double() - log_norm, log_beta - log_norm
-        log_c = log_cpi + math.log(self.K)
-        return RatioRows(z, log_a.to(z.dtype).view(x.shape), log_c.to(z.dtype).view(x.shape))
+
+        def coefficients(lse: Tensor, z_x: Tensor, index: Tensor | None) -> tuple[Tensor, Tensor | None]:
+            keep, move, beta = (c if index is None else c[index] for c in (log_keep, log_move, log_beta))
+            lse64 = lse.double()
+            if self.absorbing:  # at [MASK]: p_y / expm1(Delta); other rows carry no weight
+                return (keep - move - lse64).to(lse.dtype), None
+            log_p_x = z_x.double() - lse64
+            if form == "average":
+                log_a = keep - beta - lse64
+                log_cpi = torch.log1p(-torch.exp(log_p_x + keep - torch.logaddexp(keep, beta)))
+            else:
+                log_norm = torch.logaddexp(keep + log_p_x, beta)
+                log_a, log_cpi = keep - lse64 - log_norm, beta - log_norm
+            return log_a.to(lse.dtype), log_cpi.to(lse.dtype)
+
+        return RatioRows(z, coefficients=coefficients)
+
+    def explicit(self, rows: RatioRows, x: Tensor) -> RatioRows:
+        r"""``rows`` with :math:`\log A`, :math:`\log C` per token (computing the softmax statistics
+        when the coefficients depend on them; the samplers and the dense rates use these)."""
+        if rows.coefficients is None:
+            return rows
+        flat, xs = rows.z.reshape(-1, self.K), x.reshape(-1)
+        active = self.active(x)
+        lse, z_x = row_stats(flat, active, xs if active is None else xs[active])
+        log_a, log_cpi = rows.coefficients(lse, z_x, active)
+        if active is not None:  # the other rows carry no weight
+            log_a = rows.z.new_zeros(xs.shape).index_put((active,), log_a)
+        log_c = None if log_cpi is None else log_cpi + math.log(self.K)
+        return RatioRows(rows.z, log_a.view(x.shape), None if log_c is None else log_c.view(x.shape))
 
     # ---- the bound -----------------------------------------------------------------------------
 
@@ -115,20 +129,14 @@ class ClosedForm:
         flat, xs, x0s = z.reshape(-1, self.K), x.reshape(-1), x0.reshape(-1)
         log_keep, log_move, rate = self.noise(x, t)
         active = self.active(x)
-        log_a = rows.log_a.reshape(-1).to(dtype)
-        log_cpi = None if rows.log_c is None else rows.log_c.reshape(-1).to(dtype) - math.log(self.K)
         if active is not None:
-            xs, x0s, log_a, log_keep, log_move, rate = (
-                c[active] for c in (xs, x0s, log_a, log_keep, log_move, rate)
-            )
-            log_cpi = None if log_cpi is None else log_cpi[active]
+            xs, x0s, log_keep, log_move, rate = (c[active] for c in (xs, x0s, log_keep, log_move, rate))
+        e_sum, log_sum, log_s_x0, log_cpi = self._sums(rows, flat, active, xs, x0s, dtype)
         if self.absorbing:
-            e_sum, _, log_s_x0 = row_sums(flat, active, xs, x0s, log_a, None, need_log_sum=False)
             log_target = (log_keep - log_move).to(dtype)  # log a = -log expm1(Delta)
             terms = _phi_term(log_s_x0, log_target) + e_sum
             out = torch.zeros(x.numel(), dtype=dtype, device=x.device)
             return out.index_put((active,), rate.to(dtype) * terms).view(x.shape)
-        e_sum, log_sum, log_s_x0 = row_sums(flat, None, xs, x0s, log_a, log_cpi, need_log_sum=True)
         differs = xs != x0s
         log_beta = log_move - math.log(self.K)
         log_q = torch.where(differs, log_beta, torch.logaddexp(log_keep, log_beta))
@@ -141,11 +149,31 @@ class ClosedForm:
         x0_term = torch.where(differs, _phi_term(torch.where(differs, log_s_x0, log_r), log_r), 0.0)
         return ((rate / self.K).to(dtype) * (x0_term + others)).view(x.shape)
 
+    def _sums(self, rows: RatioRows, flat: Tensor, active: Tensor | None, xs: Tensor, x0s: Tensor, dtype):
+        """(E, Λ, log s_x0, log C pi) of the selected rows (:func:`.ratio_rows.row_sums`)."""
+        need_log_sum = not self.absorbing
+        if rows.coefficients is not None:
+
+            def coefficients(lse: Tensor, z_x: Tensor) -> tuple[Tensor, Tensor | None]:
+                return rows.coefficients(lse, z_x, active)
+
+            lse, z_x, _, e_sum, log_sum, log_s_x0 = stats_and_sums(
+                flat, active, xs, x0s, coefficients, need_log_sum=need_log_sum
+            )
+            return e_sum, log_sum, log_s_x0, coefficients(lse, z_x)[1]
+        log_a = rows.log_a.reshape(-1).to(dtype)
+        log_cpi = None if rows.log_c is None else rows.log_c.reshape(-1).to(dtype) - math.log(self.K)
+        if active is not None:
+            log_a, log_cpi = log_a[active], None if log_cpi is None else log_cpi[active]
+        e_sum, log_sum, log_s_x0 = row_sums(flat, active, xs, x0s, log_a, log_cpi, need_log_sum=need_log_sum)
+        return e_sum, log_sum, log_s_x0, log_cpi
+
     # ---- reverse rates -------------------------------------------------------------------------
 
     def reverse_rates(self, rows: RatioRows, x: Tensor, t: Tensor) -> Tensor:
         r"""Off-diagonal reverse rates :math:`R(t)[y, x]\,s_y` (0 at y = x), ``(B, *D, S)``, in the
         dtype of ``rows.z``."""
+        rows = self.explicit(rows, x)
         S, z = self.transition.num_states, rows.z
         _, _, rate = self.noise(x, t)
         active = self.active(x)

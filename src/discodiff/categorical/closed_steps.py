@@ -33,7 +33,8 @@ from torch import Tensor
 from .closed_forms import ClosedForm
 from .jumps import MultiJump
 from .logspace import NEG_INF
-from .ratio_rows import RatioRows, blocks, row_stats, row_sums, take, zero_columns
+from .normalized_rows import row_stats
+from .ratio_rows import RatioRows, blocks, row_sums, take, zero_columns
 from .sampling import sample_categorical, uniform
 from .transitions import as_times
 
@@ -82,6 +83,7 @@ def jump_moves(
     cf: ClosedForm, rows: RatioRows, x: Tensor, h: Tensor, t: Tensor, *, tau: bool, multi_jump: MultiJump
 ) -> Moves:
     r"""Euler (``tau=False``) or tau-leaping moves over a step of length ``h`` ``(B,)`` at time t."""
+    rows = cf.explicit(rows, x)
     index = cf.active(x)
     log_a, c = _coefficients(cf, rows, index)
     rate = _per_token(cf.transition.schedule.dsigma_bar(as_times(t, x)), x)
@@ -101,6 +103,7 @@ def jump_moves(
 
 def analytic_moves(cf: ClosedForm, rows: RatioRows, x: Tensor, s: Tensor, t: Tensor) -> Moves:
     """The analytic (Tweedie) step from t to s < t (module docstring)."""
+    rows = cf.explicit(rows, x)
     index = cf.active(x)
     log_keep, _ = cf.transition.log_keep_move(s, t, x)  # log r, per example
     log_r = _per_token(log_keep, x)

@@ -14,14 +14,15 @@ either ratio form of :mod:`.ctmc` is affine in :math:`\hat p` (:mod:`.closed_for
 
 :func:`row_sums` reduces such rows over the data ids outside {x, x_0} block by block
 (:data:`BLOCK_ELEMENTS` entries at a time, so that a block's passes stay in cache), with a backward
-pass that recomputes from ``z``; :func:`row_stats` gives :math:`\log\sum_y e^{z_y}` and :math:`z_x`
-with one chunked backward. Rows ``(N, K)`` are the tokens flattened; ``rows`` selects the tokens
+pass that recomputes from ``z`` (rows whose coefficients depend on the softmax normalizer:
+:mod:`.normalized_rows`). Rows ``(N, K)`` are the tokens flattened; ``rows`` selects the tokens
 that matter (absorbing: the masked ones; ``None``: all), whose gradient rows are written and the
 others' left at 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,13 +39,17 @@ class RatioRows:
 
     Attributes:
         z: ``(B, *D, K)`` raw network output over the data ids (never copied).
-        log_a: ``(B, *D)`` :math:`\log A` (may depend on ``z`` through autograd).
+        log_a: ``(B, *D)`` :math:`\log A`, when it does not depend on ``z`` (SEDD).
         log_c: ``(B, *D)`` :math:`\log C`, or ``None`` for C = 0.
+        coefficients: instead of ``log_a`` / ``log_c``, for x_0-prediction rows:
+            ``(lse, z_x, index) -> (log A, log C pi)`` of the flat tokens ``index`` (``None``: all)
+            from their :math:`\log\sum_y e^{z_y}` and :math:`z_x` (:mod:`.normalized_rows`).
     """
 
     z: Tensor
-    log_a: Tensor
+    log_a: Tensor | None = None
     log_c: Tensor | None = None
+    coefficients: Callable[[Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor | None]] | None = None
 
 
 def blocks(n: int, width: int) -> list[tuple[int, int]]:
@@ -187,41 +192,3 @@ def row_sums(
         :math:`\log s_{x_0}` by the formula (``None`` without ``x0``).
     """
     return _RowSums.apply(z, rows, x, x0, log_a, log_cpi, need_log_sum)
-
-
-class _RowStats(torch.autograd.Function):
-    """See :func:`row_stats`."""
-
-    @staticmethod
-    def forward(ctx, z: Tensor, rows: Tensor | None, *cols: Tensor) -> tuple[Tensor, ...]:
-        n, width = cols[0].numel(), z.shape[1]
-        lse = torch.empty(n, dtype=z.dtype, device=z.device)
-        copy = None if rows is None else _scratch(z, n)
-        for lo, hi in blocks(n, width):
-            lse[lo:hi] = torch.logsumexp(take(z, rows, lo, hi, copy), dim=1)
-        ctx.save_for_backward(z, rows, lse, *cols)
-        return (lse, *(torch.where(c < width, take_entries(z, rows, c), 0.0) for c in cols))
-
-    @staticmethod
-    def backward(ctx, g_lse: Tensor, *g_cols: Tensor) -> tuple[Tensor | None, ...]:
-        z, rows, lse, *cols = ctx.saved_tensors
-        n, width = lse.numel(), z.shape[1]
-        out = torch.empty_like(z) if rows is None else torch.zeros_like(z)
-        g_cols = [torch.where(c < width, g, 0.0) for c, g in zip(cols, g_cols, strict=True)]
-        copy = None if rows is None else _scratch(z, n)
-        for lo, hi in blocks(n, width):
-            block = take(z, rows, lo, hi, copy)
-            target = out[lo:hi] if rows is None else block
-            grad = torch.sub(block, lse[lo:hi, None], out=target).exp_().mul_(g_lse[lo:hi, None])
-            for c, g in zip(cols, g_cols, strict=True):
-                grad.scatter_add_(1, c[lo:hi, None].clamp(max=width - 1), g[lo:hi, None])
-            if rows is not None:
-                out.index_copy_(0, rows[lo:hi], grad)
-        return (out, None, *(None for _ in cols))
-
-
-def row_stats(z: Tensor, rows: Tensor | None, *cols: Tensor) -> tuple[Tensor, ...]:
-    r""":math:`\log\sum_y e^{z_y}` and :math:`z_c` for each column tensor ``c`` (0 where c >= K) of
-    the selected rows of ``z`` ``(N, K)``, ``(n,)`` each; no ``(N, K)`` temporary in the forward
-    pass, one in the backward."""
-    return _RowStats.apply(z, rows, *cols)
