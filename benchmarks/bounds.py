@@ -49,17 +49,18 @@ def evaluation_batch(config, data) -> Batch:
 
 
 def recorded_calls(method, batch: Batch) -> list:
+    """Every network call of one bound evaluation, in order: (network, args, kwargs)."""
     calls = []
 
     def grab(module, args, kwargs):
-        calls.append(([a.detach() if torch.is_tensor(a) else a for a in args], dict(kwargs)))
+        calls.append((module, [a.detach() if torch.is_tensor(a) else a for a in args], dict(kwargs)))
 
     nets = list(method.networks().values())
     handles = [net.register_forward_pre_hook(grab, with_kwargs=True) for net in nets]
     method.nll(batch, estimator="bound")
     for handle in handles:
         handle.remove()
-    return [(nets[0], args, kwargs) for args, kwargs in calls]
+    return calls
 
 
 def run_config(name: str, repeats: int, timesteps: int | None) -> dict:

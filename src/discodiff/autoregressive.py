@@ -127,10 +127,11 @@ class Autoregressive(Method):
         cond = drop_labels(batch, self.config.cond_drop_prob)
         per_token = self.token_nll(batch.x, cond)  # (B, L)
         loss = per_token.mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"autoregressive loss is {float(loss)}")
+        value = float(loss.detach())  # one host synchronization: check and metric
+        if not math.isfinite(value):
+            raise FloatingPointError(f"autoregressive loss is {value}")
         per_example = per_token.detach().mean(dim=1)
-        return LossOutput(loss, per_example, {"bits_per_token": float(per_example.mean()) / LN2})
+        return LossOutput(loss, per_example, {"bits_per_token": value / LN2})
 
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
         r"""Exact :math:`-\log p_\theta(x) = \sum_i \mathrm{CE}_i` (B,) float64 nats; ``num_dims``
@@ -235,9 +236,9 @@ class Autoregressive(Method):
                 f"got {x.dtype} {tuple(x.shape)}"
             )
         if x.numel() > 0:
-            lo, hi = torch.aminmax(x)
+            lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one host synchronization
             if lo < 0 or hi >= self.vocab_size:
-                raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{int(lo)}, {int(hi)}]")
+                raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{lo}, {hi}]")
         return x.reshape(x.shape[0], -1)
 
 

@@ -26,7 +26,7 @@ def check_tokens(x: Tensor, *, num_ids: int, event_shape: Sequence[int] | None, 
             f"{what} must have shape (B, {', '.join(map(str, event_shape))}), got {tuple(x.shape)}"
         )
     if x.numel() > 0:
-        low, high = int(x.min()), int(x.max())
+        low, high = torch.stack(torch.aminmax(x)).tolist()  # one host synchronization
         if low < 0 or high >= num_ids:
             raise ValueError(f"{what} has ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")
     return x.long()

@@ -247,11 +247,9 @@ class Transformer(nn.Module):
             if x.dim() != 2 or x.dtype != torch.long:
                 raise ValueError(f"token input must be (B, L) long, got {x.dtype} {tuple(x.shape)}")
             if values and x.numel() > 0:
-                lo, hi = torch.aminmax(x)
+                lo, hi = torch.stack(torch.aminmax(x)).tolist()
                 if lo < 0 or hi >= self.input_vocab:
-                    raise ValueError(
-                        f"token ids must lie in [0, {self.input_vocab}), got [{int(lo)}, {int(hi)}]"
-                    )
+                    raise ValueError(f"token ids must lie in [0, {self.input_vocab}), got [{lo}, {hi}]")
         elif x.dim() != 3 or not x.is_floating_point() or x.shape[2] != self.d_in:
             raise ValueError(
                 f"vector input must be (B, L, {self.d_in}) float, got {x.dtype} {tuple(x.shape)}"
