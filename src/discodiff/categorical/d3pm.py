@@ -243,8 +243,7 @@ class D3PM(Method):
         step, ce = sum_except_batch(kl), sum_except_batch(ce)
         bound = prior.to(step.dtype) + self.T * step
         total = (bound + self.config.hybrid_lambda * ce) / num_tokens
-        # one host synchronization for the check and the metrics; NaN or inf in any row of
-        # ``total`` makes its mean non-finite
+        # one host synchronization for check and metrics (a non-finite row makes the mean so)
         means = torch.stack([total.detach().mean(), bound.detach().mean(), ce.detach().mean()])
         checked, bound_mean, ce_mean = means.tolist()
         if not math.isfinite(checked):
