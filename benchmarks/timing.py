@@ -119,11 +119,15 @@ def commit() -> str:
         return "unknown"
 
 
+COMMIT = commit()
+
+
 def meta(started: float) -> dict:
-    """Machine, commit, command and wall time of this run."""
+    """Machine, commit (read when this module was imported, i.e. of the code that ran), command and
+    wall time of this run."""
     return {
         "machine": machine(),
-        "commit": commit(),
+        "commit": COMMIT,
         "command": "python " + " ".join(sys.argv),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
