@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -22,6 +24,19 @@ def sum_except_batch(x: Tensor) -> Tensor:
 def mean_except_batch(x: Tensor) -> Tensor:
     """Mean over every dimension but the first: ``(B, ...) -> (B,)``."""
     return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+def log1mexp(x: Tensor) -> Tensor:
+    r""":math:`\log(1 - e^{x})` for :math:`x \le 0`, accurate at both ends and safe to differentiate.
+
+    :math:`\log(-\mathrm{expm1}(x))` for :math:`x > -\ln 2`, :math:`\mathrm{log1p}(-e^{x})` below
+    (Mächler 2012, "Accurately computing log(1 - exp(-|a|))"). Each branch gets arguments where it
+    is finite, so the masked branch's backward is never 0 * inf = NaN. ``-inf`` at ``x = 0``, ``0``
+    at ``x = -inf``.
+    """
+    near = x > -math.log(2.0)
+    x_near, x_far = torch.where(near, x, -1.0), torch.where(near, -1.0, x)
+    return torch.where(near, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
 
 
 def resolve_device(device: str) -> torch.device:

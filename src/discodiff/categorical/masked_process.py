@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
-from .logspace import NEG_INF, log1mexp
+from ..utils import log1mexp
+from .logspace import NEG_INF
 
 
 def relative_noise(schedule: Schedule, t: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.special import log_ndtr
 
-from ..utils import sum_except_batch
+from ..utils import log1mexp, sum_except_batch
 from .process import GaussianProcess
 
 LOG_2PI = math.log(2 * math.pi)
@@ -64,14 +64,6 @@ def gaussian_log_likelihood(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     return -0.5 * LOG_2PI - log_std - 0.5 * ((x - mean) * torch.exp(-log_std)) ** 2
 
 
-def _log1mexp(a: Tensor) -> Tensor:
-    r""":math:`\log(1 - e^{a})` for :math:`a \le 0`, stable at both ends (Maechler 2012)."""
-    near = a > -math.log(2)
-    # each branch gets arguments where it is finite, so the masked one's backward is not 0 * inf
-    a_near, a_far = torch.where(near, a, -1.0), torch.where(near, -1.0, a)
-    return torch.where(near, torch.log(-torch.expm1(a_near)), torch.log1p(-torch.exp(a_far)))
-
-
 def log_normal_interval(a: Tensor, b: Tensor) -> Tensor:
     r""":math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b` (either may be infinite), stable in
     both tails: for :math:`a > 0` it uses :math:`\Phi(-a) - \Phi(-b)`."""
@@ -83,7 +75,7 @@ def log_normal_interval(a: Tensor, b: Tensor) -> Tensor:
     lo_inf, hi_inf = torch.isneginf(lo_arg), torch.isposinf(hi_arg)
     lo = torch.where(lo_inf, -math.inf, log_ndtr(torch.where(lo_inf, 0.0, lo_arg)))
     hi = torch.where(hi_inf, 0.0, log_ndtr(torch.where(hi_inf, 0.0, hi_arg)))
-    return hi + _log1mexp(lo - hi)
+    return hi + log1mexp(lo - hi)
 
 
 def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_std: Tensor, levels: int) -> Tensor:
