@@ -49,8 +49,8 @@ from ..config import component
 from ..schedules import SCHEDULES, Schedule
 from . import decoding
 from .guidance import guided_log_probs
-from .logspace import NEG_INF, categorical_kl
-from .masked_process import elbo_weight, unmask_log_probs
+from .logspace import NEG_INF
+from .masked_process import elbo_weight, masked_reverse_logits, unmask_log_probs
 from .mixing import AbsorbingTransition
 from .validation import check_known_tokens, check_logits, check_tokens
 
@@ -174,21 +174,20 @@ class MaskedDiffusion(Method):
         log_move, log_stay = (
             c.to(log_p0.dtype)[:, None, None] for c in unmask_log_probs(self.schedule, s, t)
         )
-        masked = torch.cat([log_p0 + log_move, log_stay.expand(*x_t.shape, 1)], dim=-1)
+        masked = masked_reverse_logits(log_p0, log_move, log_stay)
         copied = torch.full_like(masked, NEG_INF).scatter_(-1, x_t[..., None], 0.0)
         return torch.where((x_t == self.mask_id)[..., None], masked, copied)
 
     # ---- bound ---------------------------------------------------------------------------------
 
     def prior_kl(self, x0: Tensor) -> Tensor:
-        r""":math:`\mathrm{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` float64 nats.
+        r""":meth:`Transition.prior_kl` summed over tokens, ``(B,)`` float64 nats.
 
         The matching prior is symmetric in the data ids, so every token pays the same,
         :math:`\alpha_1\log K` (0 when :math:`\alpha_1 = 0`); it is computed once, in O(K).
         """
         one = torch.zeros(1, 1, dtype=torch.long, device=x0.device)
-        log_q1 = self.transition.log_marginal(one, 1.0, dtype=torch.float64)
-        per_token = categorical_kl(log_q1, self.transition.log_prior().to(x0.device))[0, 0]
+        per_token = self.transition.prior_kl(one, dtype=torch.float64)[0]
         return per_token.expand(x0.shape[0]) * x0.shape[1]
 
     def masked_cross_entropy(
