@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 
 from .base import (
     METHODS,
-    NULL_LABEL,
     Batch,
     LossOutput,
     Method,
@@ -51,6 +50,7 @@ from .categorical.guidance import combine_guidance
 from .categorical.logspace import log_normalize
 from .categorical.sampling import sample_categorical, sharpen
 from .data.base import DataInfo
+from .guidance import with_null_labels
 from .nets.base import NetSpec
 from .utils import LN2
 
@@ -186,7 +186,7 @@ class Autoregressive(Method):
         guided = labels is not None and guidance_scale != 1.0
         rows = 2 * n if guided else n  # guidance: conditional rows, then the same rows unconditional
         if guided:
-            labels = torch.cat([labels, torch.full_like(labels, NULL_LABEL)])
+            labels = with_null_labels(labels)
         x = torch.zeros(n, self.length, dtype=torch.long, device=self.device)
         cache = self.net.init_cache(self.length) if self.config.kv_cache else None
         t = torch.zeros(rows, device=self.device)

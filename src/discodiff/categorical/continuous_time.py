@@ -47,9 +47,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..base import Batch, LossOutput, Method, NLLOutput, SampleOutput, drop_labels, sample_labels
+from ..guidance import guided_call
 from ..utils import sum_except_batch
 from .d3pm import TRAJECTORY_POINTS
-from .guidance import guided_outputs, network_calls
+from .guidance import network_calls
 from .jumps import MultiJump, euler_log_probs, tau_leap
 from .ratios import log_ratios_given_x0, score_entropy
 from .sampling import sample_categorical
@@ -158,7 +159,7 @@ class ContinuousTimeMethod(Method):
             logits = check_logits(self.net(x, s, c), expected=(*x.shape, self.transition.vocab_size))
             return transform(logits)
 
-        out = guided_outputs(output, x_t, t.to(torch.float32), cond, guidance_scale)
+        out = guided_call(output, x_t, t.to(torch.float32), cond, guidance_scale)
         self.nfe += network_calls(guidance_scale)
         return out
 
