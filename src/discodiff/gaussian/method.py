@@ -40,7 +40,9 @@ from ..utils import randn, sum_except_batch
 from .likelihood import ode_log_likelihood
 from .losses import (
     diffusion_step_kl,
+    discrete_time_bound,
     eps_mse_weight,
+    log_snr_bound,
     log_snr_diffusion_term,
     prior_kl,
     reconstruction_nll,
@@ -274,21 +276,24 @@ class GaussianDiffusion(Method):
             return NLLOutput(nll, num_dims, {"ode": nll})
         with torch.no_grad():
             prior = prior_kl(self.process, x0, self.t_max)
-            diffusion = torch.zeros_like(prior)
             if self.T:
-                for i in range(2, self.T + 1):
-                    t = self._t_tensor(i / self.T, x0.shape[0], x0.device)
-                    x_t = self.process.marginal(x0, t, batch.randn(*x0.shape[1:], dtype=x0.dtype))
-                    diffusion += self._step_kl(x0, x_t, t, self.denoiser(x_t, t, cond), detach_mean=False)
+                diffusion = discrete_time_bound(
+                    self.process,
+                    x0,
+                    self.T,
+                    lambda x_t, t: self.denoiser(x_t, t, cond),
+                    batch,
+                    self.config.reverse_variance,
+                )
             else:
-                lam_min, lam_max = self._log_snr_range()
-                k_total = self.config.bound_samples
-                for k in range(k_total):
-                    u = (k + batch.rand(dtype=torch.float64)) / k_total
-                    t = self.process.schedule.t_from_log_snr(lam_max - u * (lam_max - lam_min))
-                    eps = batch.randn(*x0.shape[1:], dtype=x0.dtype)
-                    d = self.denoiser(self.process.marginal(x0, t, eps), t, cond)
-                    diffusion += log_snr_diffusion_term(eps, d.eps, (lam_max - lam_min) / k_total)
+                diffusion = log_snr_bound(
+                    self.process,
+                    x0,
+                    self._log_snr_range(),
+                    self.config.bound_samples,
+                    lambda x_t, t: self.denoiser(x_t, t, cond).eps,
+                    batch,
+                )
             rec = self._reconstruction(x0, cond, batch.randn(*x0.shape[1:], dtype=x0.dtype))
         nll = prior + diffusion + rec
         return NLLOutput(nll, num_dims, {"prior": prior, "diffusion": diffusion, "reconstruction": rec})
