@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from .errors import UsageError
+
 LN2 = 0.6931471805599453
 """ln 2: nats per bit."""
 
@@ -46,7 +48,7 @@ def resolve_device(device: str) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+        raise UsageError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
 
 
 def randn(

@@ -57,6 +57,7 @@ from ..base import (
     drop_labels,
     sample_labels,
 )
+from ..errors import ConfigError
 from ..guidance import guided_call
 from ..utils import sum_except_batch
 from .d3pm import TRAJECTORY_POINTS
@@ -130,12 +131,12 @@ class ContinuousTimeMethod(Method):
     ) -> None:
         super().__init__()
         if not isinstance(transition, ContinuousTimeTransition):
-            raise ValueError(
+            raise ConfigError(
                 f"a continuous-time method needs a CTMC transition (uniform, absorbing, marginal or a "
                 f"rate matrix), got {type(transition).__name__}"
             )
         if options.ordinal and transition.num_states != transition.vocab_size:
-            raise ValueError("ordinal: true needs a transition without added states (not absorbing)")
+            raise ConfigError("ordinal: true needs a transition without added states (not absorbing)")
         self.net = net
         self.transition = transition
         self.options = options

@@ -54,6 +54,7 @@ from ..base import (
     sample_labels,
 )
 from ..config import Spec, component
+from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
 from .guidance import guided_log_probs, network_calls
@@ -334,7 +335,7 @@ def build_d3pm(config: D3PMConfig, info, net_factory) -> D3PM:
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None:
-        raise ValueError("method 'd3pm' models token data (DataInfo.kind == 'tokens' with a vocab_size)")
+        raise ConfigError("method 'd3pm' models token data (DataInfo.kind == 'tokens' with a vocab_size)")
     transition = build_transition(
         config.transition, vocab_size=info.vocab_size, schedule=config.schedule, timesteps=config.timesteps
     )

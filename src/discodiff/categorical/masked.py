@@ -57,7 +57,7 @@ from ..base import (
     sample_labels,
 )
 from ..config import component
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..schedules import SCHEDULES, Schedule
 from . import decoding
 from .guidance import guided_log_probs
@@ -137,11 +137,11 @@ class MaskedDiffusion(Method):
     ) -> None:
         super().__init__()
         if not isinstance(transition, AbsorbingTransition):
-            raise ValueError(
+            raise ConfigError(
                 f"masked diffusion needs an AbsorbingTransition, got {type(transition).__name__}"
             )
         if len(event_shape) != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"masked diffusion models token sequences of event shape (L,), got {tuple(event_shape)}"
             )
         self.net = net
@@ -366,7 +366,9 @@ def build_masked(config: MaskedConfig, info, net_factory) -> MaskedDiffusion:
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None or len(info.event_shape) != 1:
-        raise ValueError("method 'mdlm' models token sequences (DataInfo.kind == 'tokens', event shape (L,))")
+        raise ConfigError(
+            "method 'mdlm' models token sequences (DataInfo.kind == 'tokens', event shape (L,))"
+        )
     transition = AbsorbingTransition(config.schedule, info.vocab_size)
     spec = NetSpec(
         tuple(info.event_shape),

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..metrics.w2 import wasserstein2
 from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream, check_finite
 
@@ -55,13 +56,11 @@ def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
         try:
             arr = np.loadtxt(path, delimiter=",", skiprows=int(skip_header), ndmin=2)
         except ValueError as err:
-            raise ValueError(
-                f"{path}: not a numeric CSV ({err}); set skip_header for a header line"
-            ) from None
+            raise DataError(f"{path}: not a numeric CSV ({err}); set skip_header for a header line") from None
     else:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .csv")
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .csv")
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
+        raise DataError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
     return arr.astype(np.float64)
 
 
@@ -74,12 +73,12 @@ class ArrayData(DataSource):
         labels = None
         if config.label_column is not None:
             if not -arr.shape[1] <= config.label_column < arr.shape[1]:
-                raise ValueError(
+                raise DataError(
                     f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns"
                 )
             col = arr[:, config.label_column]
             if not np.all(col == np.round(col)) or col.min() < 0:
-                raise ValueError("data.label_column must hold non-negative integer labels")
+                raise DataError("data.label_column must hold non-negative integer labels")
             labels = torch.from_numpy(col.astype(np.int64))
             arr = np.delete(arr, config.label_column, axis=1)
         x = torch.from_numpy(arr)
@@ -89,7 +88,7 @@ class ArrayData(DataSource):
         n_test, n_val = max(1, int(n * config.test_fraction)), int(n * config.val_fraction)
         parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
         if len(parts["train"]) == 0:
-            raise ValueError(f"data file {config.path} has too few rows ({n}) for the splits")
+            raise DataError(f"data file {config.path} has too few rows ({n}) for the splits")
         if state:
             mean, std = torch.tensor(state["mean"]), torch.tensor(state["std"])
         elif config.standardize:

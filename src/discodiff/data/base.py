@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..registry import Registry
 from ..state import State, batch_size, index
 from ..state import check_finite as check_finite  # re-exported: data loaders import it from here
@@ -99,7 +100,7 @@ class TensorStream(TrainStream):
     def __init__(self, x: State, cond: Tensor | None, seed: int) -> None:
         self.size = batch_size(x)
         if self.size == 0:
-            raise ValueError("the training split is empty")
+            raise DataError("the training split is empty")
         self.x, self.cond, self.seed = x, cond, seed
         self.epoch, self.offset = 0, 0
         self._order = self._permutation(0)

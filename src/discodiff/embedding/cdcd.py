@@ -50,6 +50,7 @@ import torch
 from torch import Tensor
 
 from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput, SampleRequest, SamplerInfo
+from ..errors import ConfigError
 from ..gaussian.losses import log_snr_bound, prior_kl
 from ..gaussian.process import VEProcess
 from ..gaussian.samplers import SamplerContext, run_sampler
@@ -263,7 +264,7 @@ def build_cdcd(config: CDCDConfig, info, net_factory) -> CDCD:
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None or len(info.event_shape) != 1:
-        raise ValueError(
+        raise ConfigError(
             "method 'cdcd' models token sequences (DataInfo.kind == 'tokens', event shape (L,), a "
             f"vocab_size), got kind {info.kind!r} with event shape {tuple(info.event_shape)}"
         )

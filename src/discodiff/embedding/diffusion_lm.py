@@ -60,6 +60,7 @@ from torch import Tensor
 
 from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput, SampleRequest, SamplerInfo
 from ..config import component
+from ..errors import ConfigError
 from ..gaussian.losses import discrete_time_bound, prior_kl
 from ..gaussian.precond import Denoised, GaussianDenoiser
 from ..gaussian.process import VPProcess, x0_to_eps
@@ -272,7 +273,7 @@ def _build(name: str, config: DiffusionLMConfig, info, net_factory) -> Diffusion
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None or len(info.event_shape) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"method {name!r} models token sequences (DataInfo.kind == 'tokens', event shape (L,), a "
             f"vocab_size), got kind {info.kind!r} with event shape {tuple(info.event_shape)}"
         )

@@ -38,6 +38,7 @@ from ..base import (
     sample_labels,
 )
 from ..config import component
+from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from ..utils import randn, sum_except_batch
 from .likelihood import ode_log_likelihood
@@ -163,7 +164,7 @@ class GaussianDiffusion(Method):
             config.prediction in ("eps", "score")
             and float(self.process.alpha_sigma(t_max)[0]) ** 2 < EPS_PREDICTION_MIN_ALPHA_BAR
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"schedule {type(config.schedule).__name__} reaches alpha_bar < "
                 f"{EPS_PREDICTION_MIN_ALPHA_BAR} at t_max={self.t_max}: eps-prediction cannot recover "
                 "x0 there (the last step's bound term and the PF-ODE drift diverge; clipping x0 only helps "
@@ -403,7 +404,7 @@ def build_gaussian(config: GaussianConfig, info, net_factory) -> GaussianDiffusi
     from ..nets import NetSpec
 
     if info.kind != "continuous":
-        raise ValueError(
+        raise ConfigError(
             "method 'gaussian' models continuous data, but this data set gives tokens; use a "
             "categorical method or an embedding method"
         )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 
 
@@ -55,7 +56,7 @@ class TimeMLP(nn.Module):
     def __init__(self, spec: NetSpec, config: MLPConfig) -> None:
         super().__init__()
         if len(spec.event_shape) != 1 or spec.input_vocab is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"net 'mlp' takes continuous vectors (event shape (D,)); got event shape "
                 f"{spec.event_shape}" + (" of tokens" if spec.input_vocab is not None else "")
             )
