@@ -35,6 +35,7 @@ class TokenEncoder(nn.Module, ABC):
 
     vocab_size: int
     dim: int
+    no_weight_decay = True  # an embedding table (discodiff.train.optim)
 
     @abstractmethod
     def table(self) -> Tensor:

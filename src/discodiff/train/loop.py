@@ -38,6 +38,7 @@ from .checkpoint import (
 from .distributed import DistInfo
 from .ema import EMA
 from .lr import lr_at
+from .optim import param_groups
 
 
 class _LossModule(nn.Module):
@@ -72,12 +73,10 @@ class Trainer:
         self.method, self.data, self.config = method, data, config
         self.run_dir, self.device = Path(run_dir), device
         self.dist = dist or DistInfo()
-        params = [p for p in method.parameters() if p.requires_grad]
-        if not params:
+        groups = param_groups(method, config.weight_decay)
+        if not any(g["params"] for g in groups):
             raise ValueError("the model has no trainable parameters")
-        self.opt = torch.optim.AdamW(
-            params, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay
-        )
+        self.opt = torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
         self.ema = EMA(method, config.ema_decay) if config.ema_decay > 0 else None
         self.stream = data.train_stream(seed)
         self.step = 0
@@ -118,7 +117,10 @@ class Trainer:
             self.method.load_state_dict(ckpt.group("model"))
         except RuntimeError as err:
             raise CheckpointError(f"checkpoint {path} does not fit this model: {err}") from None
-        optimizer_from_tensors(self.opt, ckpt.group("optim"), ckpt.state["optimizer"])
+        try:
+            optimizer_from_tensors(self.opt, ckpt.group("optim"), ckpt.state["optimizer"])
+        except ValueError as err:  # e.g. one parameter group, saved before weight decay had two
+            raise CheckpointError(f"checkpoint {path}: its optimizer state does not fit: {err}") from None
         if self.ema is not None:
             self.ema.load_state_tensors(ckpt.group("ema"))
         self.stream.load_state_dict(ckpt.group("stream"))
