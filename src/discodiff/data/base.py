@@ -178,6 +178,13 @@ class DataSource(ABC):
         """JSON-serializable state saved with a run (a vocabulary, say); empty by default."""
         return {}
 
+    def unit_log_jacobian(self) -> float:
+        r""":math:`\log|\det\,\partial x/\partial y|` of the map from the model's units y back to the
+        data's own units x, in nats per example (0 by default: no transform). The evaluation adds it
+        to every NLL, so likelihoods are densities of the data as the user gave it: for a
+        standardization :math:`y = (x - m)/s` it is :math:`\sum_j \log s_j`."""
+        return 0.0
+
     def sample_metrics(self, samples: State, cond: Tensor | None = None) -> dict[str, float]:
         """Sample-quality metrics against the test split (none by default)."""
         return {}
