@@ -41,7 +41,7 @@ from ..config import component
 from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from ..utils import randn, sum_except_batch
-from .likelihood import ode_log_likelihood
+from .likelihood import ODE_TOLERANCE, ode_log_likelihood
 from .losses import (
     diffusion_step_kl,
     discrete_time_bound,
@@ -90,8 +90,8 @@ class GaussianConfig:
     ddim_eta: float = 0.0
     pc_snr: float = 0.16  # Langevin corrector signal-to-noise ratio (Song et al. 2021)
     pc_corrector_steps: int = 1
-    ode_rtol: float = 1e-5
-    ode_atol: float = 1e-5
+    ode_rtol: float = ODE_TOLERANCE  # dopri5 tolerances of the PF-ODE likelihood and sampler
+    ode_atol: float = ODE_TOLERANCE
     bound_samples: int = 64  # continuous-time bound: stratified log-SNR samples per example
     exact_divergence_max_dim: int = 16  # exact ODE divergence up to this many dims, else Hutchinson
     hutchinson_samples: int = 1
