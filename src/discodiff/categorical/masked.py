@@ -62,7 +62,7 @@ from ..schedules import SCHEDULES, Schedule
 from . import decoding
 from .guidance import guided_log_probs
 from .logspace import NEG_INF
-from .masked_process import elbo_weight, masked_reverse_logits, unmask_log_probs
+from .masked_process import elbo_weight
 from .mixing import AbsorbingTransition
 from .validation import check_known_tokens, check_logits, check_tokens
 
@@ -178,19 +178,6 @@ class MaskedDiffusion(Method):
         index = x_t.clamp(max=self.vocab_size - 1)[..., None]  # masked rows rewrite their last entry
         out = log_p0.masked_fill(unmasked, NEG_INF)
         return out.scatter_(-1, index, torch.where(unmasked, 0.0, out.gather(-1, index)))
-
-    def reverse_log_probs(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
-        r""":math:`\log p_\theta(x_s|x_t)` ``(B, L, K+1)`` from SUBS :math:`\log\hat p` ``(B, L, K)``, s < t.
-
-        Masked tokens: :math:`\hat p(x_0)\,P(\text{unmask})` on the data ids and :math:`P(\text{stay})`
-        on [MASK] (:func:`unmask_log_probs`); unmasked tokens are copied.
-        """
-        log_move, log_stay = (
-            c.to(log_p0.dtype)[:, None, None] for c in unmask_log_probs(self.schedule, s, t)
-        )
-        masked = masked_reverse_logits(log_p0, log_move, log_stay)
-        copied = torch.full_like(masked, NEG_INF).scatter_(-1, x_t[..., None], 0.0)
-        return torch.where((x_t == self.mask_id)[..., None], masked, copied)
 
     # ---- bound ---------------------------------------------------------------------------------
 
