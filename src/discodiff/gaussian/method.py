@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -282,24 +283,13 @@ class GaussianDiffusion(Method):
             return NLLOutput(nll, num_dims, {"ode": nll})
         with torch.no_grad():
             prior = prior_kl(self.process, x0, self.t_max)
+            denoise, c = partial(self.denoiser, cond=cond), self.config
             if self.T:
-                diffusion = discrete_time_bound(
-                    self.process,
-                    x0,
-                    self.T,
-                    lambda x_t, t: self.denoiser(x_t, t, cond),
-                    batch,
-                    self.config.reverse_variance,
-                )
+                diffusion = discrete_time_bound(self.process, x0, self.T, denoise, batch, c.reverse_variance)
             else:
-                diffusion = log_snr_bound(
-                    self.process,
-                    x0,
-                    self._log_snr_range(),
-                    self.config.bound_samples,
-                    lambda x_t, t: self.denoiser(x_t, t, cond).eps,
-                    batch,
-                )
+                eps_hat = lambda x_t, t: denoise(x_t, t).eps  # noqa: E731
+                lam = self._log_snr_range()
+                diffusion = log_snr_bound(self.process, x0, lam, c.bound_samples, eps_hat, batch)
             rec = self._reconstruction(x0, cond, batch.randn(*x0.shape[1:], dtype=x0.dtype))
         nll = prior + diffusion + rec
         return NLLOutput(nll, num_dims, {"prior": prior, "diffusion": diffusion, "reconstruction": rec})
