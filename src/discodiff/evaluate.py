@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .base import Batch, Method, SampleOutput
 from .data.base import DataSource
+from .errors import ConfigError
 from .metrics.text import generative_perplexity
 from .runconfig import EvalConfig
 from .state import batch_size, cat, index, to_device
@@ -107,7 +108,7 @@ def load_reference(run_dir: str, data: DataSource, device: torch.device) -> Meth
 
     ref = load_run(run_dir, device=device)
     if ref.data.state_dict() != data.state_dict() or ref.data.info.event_shape != data.info.event_shape:
-        raise ValueError(
+        raise ConfigError(
             f"eval.reference_run {run_dir} was trained on differently encoded data "
             "(vocabulary or shape differ); train the reference on the same data set"
         )
