@@ -64,8 +64,14 @@ def recorded_calls(method, batch: Batch) -> list:
 
 
 def run_config(name: str, repeats: int, timesteps: int | None) -> dict:
-    overrides = [f"method.timesteps={timesteps}"] if timesteps else []
-    config = load_config(ROOT / "configs" / f"{name}.yaml", overrides)
+    path = ROOT / "configs" / f"{name}.yaml"
+    overrides = []
+    if timesteps:  # a shorter chain; sampling steps (unused here) may not exceed it
+        overrides.append(f"method.timesteps={timesteps}")
+        steps = getattr(load_config(path).method.config, "sample_steps", None)
+        if steps is not None and steps > timesteps:
+            overrides.append(f"method.sample_steps={timesteps}")
+    config = load_config(path, overrides)
     torch.manual_seed(0)
     data, method = build_run(config)
     method.eval()

@@ -41,7 +41,6 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .logspace import categorical_kl
 from .mixing import AbsorbingTransition, MixingTransition, UniformTransition
 from .normalized_rows import row_stats, stats_and_sums
 from .ratio_rows import RatioRows, row_sums
@@ -110,15 +109,6 @@ class ClosedForm:
         return RatioRows(rows.z, log_a.view(x.shape), None if log_c is None else log_c.view(x.shape))
 
     # ---- the bound -----------------------------------------------------------------------------
-
-    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
-        r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)``: the matching prior
-        (:meth:`.Transition.log_prior`) is symmetric in the data ids, so every token pays the KL of
-        token 0, computed once in O(S)."""
-        one = torch.zeros(1, 1, dtype=torch.long, device=x0.device)
-        log_q1 = self.transition.log_marginal(one, 1.0, dtype=torch.float64)
-        per_token = categorical_kl(log_q1, self.transition.log_prior().to(x0.device))[0, 0]
-        return (per_token * x0[0].numel()).to(dtype).expand(x0.shape[0])
 
     def score_entropy(
         self, rows: RatioRows, x: Tensor, x0: Tensor, t: Tensor, *, dtype: torch.dtype | None = None

@@ -58,12 +58,13 @@ from ..base import (
     drop_labels,
     sample_labels,
 )
+from ..errors import ConfigError
+from ..guidance import guided_call
 from ..utils import sum_except_batch
 from .closed_forms import closed_form
 from .d3pm import TRAJECTORY_POINTS
-from .guidance import guided_outputs, network_calls
+from .guidance import network_calls
 from .jumps import MultiJump
-from .logspace import categorical_kl
 from .ratio_rows import RatioRows
 from .ratios import log_ratios_given_x0, score_entropy
 from .sampling import sample_categorical
@@ -130,12 +131,12 @@ class ContinuousTimeMethod(Method):
     ) -> None:
         super().__init__()
         if not isinstance(transition, ContinuousTimeTransition):
-            raise ValueError(
+            raise ConfigError(
                 f"a continuous-time method needs a CTMC transition (uniform, absorbing, marginal or a "
                 f"rate matrix), got {type(transition).__name__}"
             )
         if options.ordinal and transition.num_states != transition.vocab_size:
-            raise ValueError("ordinal: true needs a transition without added states (not absorbing)")
+            raise ConfigError("ordinal: true needs a transition without added states (not absorbing)")
         self.net = net
         self.transition = transition
         self.options = options
@@ -181,7 +182,7 @@ class ContinuousTimeMethod(Method):
             logits = check_logits(self.net(x, s, c), expected=(*x.shape, self.transition.vocab_size))
             return transform(logits)
 
-        out = guided_outputs(output, x_t, t.to(torch.float32), cond, guidance_scale)
+        out = guided_call(output, x_t, t.to(torch.float32), cond, guidance_scale)
         self.nfe += network_calls(guidance_scale)
         return out
 
@@ -197,13 +198,6 @@ class ContinuousTimeMethod(Method):
             return self.closed.reverse_rates(rows, x_t, t)
         ratio = self.log_ratios(x_t, t, cond, guidance_scale=guidance_scale).exp()
         return ratio.mul_(self.transition.jump_weights(x_t, t, dtype=ratio.dtype))
-
-    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
-        r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
-        if self.closed is not None:
-            return self.closed.prior_kl(x0, dtype=dtype)
-        log_q1 = self.transition.log_marginal(x0, 1.0, dtype=dtype)
-        return sum_except_batch(categorical_kl(log_q1, self.transition.log_prior().to(dtype)))
 
     def target_log_ratios(self, x0: Tensor, x_t: Tensor, t: Tensor, *, dtype: torch.dtype) -> Tensor:
         r"""The target of the generic path, :math:`\log s^{x_0}(x_t)` ``(B, *D, S)``: the ratios of
@@ -257,7 +251,7 @@ class ContinuousTimeMethod(Method):
         cond = drop_labels(batch, self.options.cond_drop_prob)
         t = self._train_times(batch)
         with torch.no_grad():
-            prior = self.prior_kl(x0)
+            prior = self.transition.prior_kl(x0)
         integrand = self.elbo_integrand(x0, self._noise(x0, t, batch), t, cond)
         bound = (prior.to(integrand.dtype) + integrand) / x0[0].numel()
         mean = float(bound.detach().mean())  # one host synchronization: check and metric
@@ -272,7 +266,7 @@ class ContinuousTimeMethod(Method):
         n = self.options.nll_time_samples
         num_dims = torch.full((x0.shape[0],), float(x0[0].numel()), device=x0.device)
         with torch.no_grad():
-            prior = self.prior_kl(x0, dtype=torch.float64)
+            prior = self.transition.prior_kl(x0, dtype=torch.float64)
             u = batch.rand(n, dtype=torch.float64)
             diffusion = torch.zeros_like(prior)
             for j in range(n):
