@@ -102,8 +102,8 @@ def test_rope_depends_on_relative_position_only() -> None:
 
     def score(m: int, n: int) -> float:
         am, an = rope_angles(m, 1, 8, 10_000.0, q.device), rope_angles(n, 1, 8, 10_000.0, q.device)
-        qm = apply_rope(q, am.cos().double(), am.sin().double())
-        kn = apply_rope(k, an.cos().double(), an.sin().double())
+        qm = apply_rope(q, torch.polar(torch.ones_like(am), am).to(torch.complex128))
+        kn = apply_rope(k, torch.polar(torch.ones_like(an), an).to(torch.complex128))
         return float((qm * kn).sum())
 
     assert score(3, 1) == pytest.approx(score(40, 38), abs=1e-5)

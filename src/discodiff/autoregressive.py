@@ -128,10 +128,11 @@ class Autoregressive(Method):
         cond = drop_labels(batch, self.config.cond_drop_prob)
         per_token = self.token_nll(batch.x, cond)  # (B, L)
         loss = per_token.mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"autoregressive loss is {float(loss)}")
+        value = float(loss.detach())  # one host synchronization: check and metric
+        if not math.isfinite(value):
+            raise FloatingPointError(f"autoregressive loss is {value}")
         per_example = per_token.detach().mean(dim=1)
-        return LossOutput(loss, per_example, {"bits_per_token": float(per_example.mean()) / LN2})
+        return LossOutput(loss, per_example, {"bits_per_token": value / LN2})
 
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
         r"""Exact :math:`-\log p_\theta(x) = \sum_i \mathrm{CE}_i` (B,) float64 nats; ``num_dims``
@@ -198,23 +199,30 @@ class Autoregressive(Method):
         x = torch.zeros(n, self.length, dtype=torch.long, device=self.device)
         cache = self.net.init_cache(self.length) if self.config.kv_cache else None
         t = torch.zeros(rows, device=self.device)
+        sharpened = self.config.temperature != 1.0 or self.config.top_p != 1.0
+        invalid = torch.zeros((), dtype=torch.bool, device=self.device)  # checked once, at the end
+        newest = torch.full((rows, 1), self.bos, dtype=torch.long, device=self.device)
         for i in tqdm(range(self.length), disable=not progress, desc="ar"):
             if cache is not None:  # feed only the newest input token
-                inp = x[:, i - 1 : i] if i > 0 else torch.full_like(x[:, :1], self.bos)
+                logits = self.net(newest, t, labels, cache=cache)[:, -1]  # (rows, V)
             else:  # feed the whole prefix (BOS, x_0, ..., x_{i-1})
-                inp = self.shifted_input(x[:, : i + 1])
-            inp = inp.repeat(2, 1) if guided else inp
-            logits = self.net(inp, t, labels, cache=cache) if cache is not None else self.net(inp, t, labels)
-            log_p = torch.log_softmax(logits[:, -1].double(), dim=-1)  # (rows, V)
+                prefix = self.shifted_input(x[:, : i + 1])
+                logits = self.net(prefix.repeat(2, 1) if guided else prefix, t, labels)[:, -1]
+            invalid |= ~torch.isfinite(logits.amax(dim=-1)).all()  # NaN, +inf or no positive mass
+            log_p = logits  # Gumbel-max needs no normalization
             if guided:
-                log_p = combine_guidance(log_p[:n], log_p[n:], guidance_scale)  # (n, V)
-            log_p = sharpen(
-                log_normalize(log_p), temperature=self.config.temperature, top_p=self.config.top_p
-            )
-            token = sample_categorical(log_p, generator=generator)
+                log_c, log_u = torch.log_softmax(logits, dim=-1).chunk(2)
+                log_p = combine_guidance(log_c, log_u, guidance_scale)
+            if sharpened:
+                c = self.config
+                log_p = sharpen(log_normalize(log_p.double()), temperature=c.temperature, top_p=c.top_p)
+            token = sample_categorical(log_p, generator=generator, check=False)
             if known is not None:
                 token = torch.where(known[1][:, i], known[0][:, i], token)
             x[:, i] = token
+            newest = token.repeat(2)[:, None] if guided else token[:, None]
+        if bool(invalid):
+            raise FloatingPointError("the network returned NaN or +inf logits (or a -inf row) while sampling")
         return x
 
     def _check_labels(self, cond: Tensor | None) -> None:
@@ -229,9 +237,9 @@ class Autoregressive(Method):
                 f"got {x.dtype} {tuple(x.shape)}"
             )
         if x.numel() > 0:
-            lo, hi = torch.aminmax(x)
+            lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one host synchronization
             if lo < 0 or hi >= self.vocab_size:
-                raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{int(lo)}, {int(hi)}]")
+                raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{lo}, {hi}]")
         return x.reshape(x.shape[0], -1)
 
 

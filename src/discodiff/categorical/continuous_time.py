@@ -36,6 +36,7 @@ for uniform and marginal transitions it is the usual approximation.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,17 +61,16 @@ from ..base import (
 from ..errors import ConfigError
 from ..guidance import guided_call
 from ..utils import sum_except_batch
+from .closed_forms import closed_form
 from .d3pm import TRAJECTORY_POINTS
 from .guidance import network_calls
-from .jumps import MultiJump, euler_log_probs, tau_leap
+from .jumps import MultiJump
+from .ratio_rows import RatioRows
 from .ratios import log_ratios_given_x0, score_entropy
 from .sampling import sample_categorical
+from .steps import LAST_TIME, ctmc_step, pin
 from .transitions import ContinuousTimeTransition
 from .validation import check_known_tokens, check_logits, check_tokens
-
-LAST_TIME = 1.0 - torch.finfo(torch.float64).eps / 2
-"""The largest float64 below 1: random times stay below t = 1, where a schedule with
-:math:`\\bar\\alpha(1) = 0` has an infinite rate :math:`\\bar\\sigma'(1)`."""
 
 
 @dataclass
@@ -143,6 +143,7 @@ class ContinuousTimeMethod(Method):
         self.event_shape = tuple(event_shape)
         self.num_classes = num_classes
         self.nfe = 0
+        self.closed = closed_form(transition)  # uniform / absorbing: closed forms; None: generic path
 
     # ---- what a subclass provides --------------------------------------------------------------
 
@@ -152,6 +153,15 @@ class ContinuousTimeMethod(Method):
     ) -> Tensor:
         r"""The model's :math:`\log s_\theta(x_t)_y`, ``(B, *D)``, ``(B,)`` -> ``(B, *D, S)``; 0 at
         :math:`y = x_t`."""
+
+    def ratio_rows(
+        self, x_t: Tensor, t: Tensor, cond: Tensor | None = None, *, guidance_scale: float = 1.0
+    ) -> RatioRows:
+        r"""The model's ratios in closed form (:class:`.ratio_rows.RatioRows`), used instead of
+        :meth:`log_ratios` when :attr:`closed` is set (uniform and absorbing transitions). A
+        subclass that cannot give them, or that trains against its own targets
+        (:meth:`target_log_ratios`), sets :attr:`closed` to ``None``."""
+        raise TypeError(f"{type(self).__name__} gives no closed-form ratios; set closed = None")
 
     @abstractmethod
     def analytic_log_probs(
@@ -183,8 +193,16 @@ class ContinuousTimeMethod(Method):
     ) -> Tensor:
         r"""Off-diagonal reverse rates :math:`\hat R_\theta(t)[x_t, y] = R(t)[y, x_t]\,s_\theta(x_t)_y`
         (0 at :math:`y = x_t`), ``(B, *D, S)`` in the network's dtype (the draws are float64)."""
+        if self.closed is not None:
+            rows = self.ratio_rows(x_t, t, cond, guidance_scale=guidance_scale)
+            return self.closed.reverse_rates(rows, x_t, t)
         ratio = self.log_ratios(x_t, t, cond, guidance_scale=guidance_scale).exp()
         return ratio.mul_(self.transition.jump_weights(x_t, t, dtype=ratio.dtype))
+
+    def target_log_ratios(self, x0: Tensor, x_t: Tensor, t: Tensor, *, dtype: torch.dtype) -> Tensor:
+        r"""The target of the generic path, :math:`\log s^{x_0}(x_t)` ``(B, *D, S)``: the ratios of
+        the process given the data (:func:`.ratios.log_ratios_given_x0`)."""
+        return log_ratios_given_x0(self.transition, x_t, x0, t, dtype=dtype)
 
     def elbo_integrand(
         self,
@@ -196,12 +214,16 @@ class ContinuousTimeMethod(Method):
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         r""":math:`\sum_d \ell^d(x_t, t)`, the bound's integrand at one draw :math:`x_t \sim q(x_t|x_0)`,
-        ``(B,)`` nats per unit time (:func:`.ratios.score_entropy`); ``dtype``: compute in this
-        precision (default: the network's)."""
+        ``(B,)`` nats per unit time (:func:`.ratios.score_entropy`; in closed form for uniform and
+        absorbing transitions, :mod:`.closed_forms`); ``dtype``: compute in this precision
+        (default: the network's)."""
+        if self.closed is not None:
+            rows = self.ratio_rows(x_t, t, cond)
+            return sum_except_batch(self.closed.score_entropy(rows, x_t, x0, t, dtype=dtype))
         log_ratio = self.log_ratios(x_t, t, cond)
         if dtype is not None:
             log_ratio = log_ratio.to(dtype)
-        true = log_ratios_given_x0(self.transition, x_t, x0, t, dtype=log_ratio.dtype)
+        true = self.target_log_ratios(x0, x_t, t, dtype=log_ratio.dtype)
         weights = self.transition.jump_weights(x_t, t, dtype=log_ratio.dtype)
         return sum_except_batch(score_entropy(log_ratio, true, weights))
 
@@ -232,9 +254,10 @@ class ContinuousTimeMethod(Method):
             prior = self.transition.prior_kl(x0)
         integrand = self.elbo_integrand(x0, self._noise(x0, t, batch), t, cond)
         bound = (prior.to(integrand.dtype) + integrand) / x0[0].numel()
-        if not bool(torch.isfinite(bound).all()):
+        mean = float(bound.detach().mean())  # one host synchronization: check and metric
+        if not math.isfinite(mean):  # NaN or inf in any row makes the mean non-finite
             raise FloatingPointError(f"{type(self).__name__} loss is not finite")
-        metrics = {"bound_nats_per_token": float(bound.detach().mean())}
+        metrics = {"bound_nats_per_token": mean}
         return LossOutput(bound.mean(), bound.detach(), metrics)
 
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
@@ -300,33 +323,5 @@ class ContinuousTimeMethod(Method):
         generator: torch.Generator | None,
         pinned: tuple[Tensor, Tensor] | None,
     ) -> Tensor:
-        """One step from t to s < t (then re-pin the known tokens)."""
-        o = self.options
-        t = t.clamp(max=LAST_TIME)  # rates at t = 1 are limits (0 * inf when alpha_bar(1) = 0)
-        if sampler == "analytic" or bool((s == 0).all()):
-            log_probs = self.analytic_log_probs(x, s, t, cond, guidance_scale=guidance_scale)
-            return pin(sample_categorical(log_probs, generator=generator), pinned)
-        rates = self.reverse_rates(x, t, cond, guidance_scale=guidance_scale)
-        if sampler == "euler":
-            return pin(sample_categorical(euler_log_probs(rates, x, t - s), generator=generator), pinned)
-        x = pin(
-            tau_leap(rates, x, t - s, generator=generator, multi_jump=o.multi_jump, ordinal=o.ordinal), pinned
-        )
-        if sampler != "pc" or float(s[0]) > o.corrector_entry_time:
-            return x
-        for _ in range(o.corrector_steps):
-            rates = self.reverse_rates(x, s, cond, guidance_scale=guidance_scale)
-            rates += self.transition.rate_row(x, s, dtype=rates.dtype).scatter_(-1, x[..., None], 0.0)
-            h = o.corrector_step_size * (t - s)
-            x = pin(
-                tau_leap(rates, x, h, generator=generator, multi_jump=o.multi_jump, ordinal=o.ordinal), pinned
-            )
-        return x
-
-
-def pin(x: Tensor, pinned: tuple[Tensor, Tensor] | None) -> Tensor:
-    """Known positions get their known value; the rest of ``x`` is unchanged."""
-    if pinned is None:
-        return x
-    values, mask = pinned
-    return torch.where(mask, values, x)
+        """One step from t to s < t (then re-pin the known tokens); see :mod:`.steps`."""
+        return ctmc_step(self, x, s, t, cond, guidance_scale, sampler, generator, pinned)

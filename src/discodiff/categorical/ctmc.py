@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -43,6 +44,7 @@ from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from .continuous_time import ContinuousTimeMethod, ContinuousTimeOptions
 from .mixing import UniformTransition
+from .ratio_rows import RatioRows
 from .ratios import log_ratios_joint
 from .transition_configs import TRANSITIONS, build_transition
 from .transitions import ContinuousTimeTransition
@@ -108,6 +110,15 @@ class CTMC(ContinuousTimeMethod):
             return self.transition.log_ratios(x_t, log_p0, t)
         return log_ratios_joint(self.transition, x_t, log_p0, t)
 
+    def ratio_rows(
+        self, x_t: Tensor, t: Tensor, cond: Tensor | None = None, *, guidance_scale: float = 1.0
+    ) -> RatioRows:
+        r"""The ratios of :meth:`log_ratios` in closed form (uniform and absorbing transitions,
+        :meth:`.closed_forms.ClosedForm.x0_rows`), from the logits (guided in log-probability space)."""
+        guided = guidance_scale != 1.0
+        z = self.guided(x_t, t, cond, guidance_scale, partial(torch.log_softmax, dim=-1) if guided else _raw)
+        return self.closed.x0_rows(z, x_t, t, self.reverse)
+
     def analytic_log_probs(
         self, x_t: Tensor, s: Tensor, t: Tensor, cond: Tensor | None = None, *, guidance_scale: float = 1.0
     ) -> Tensor:
@@ -118,6 +129,10 @@ class CTMC(ContinuousTimeMethod):
         if self.reverse == "average":
             return self.transition.log_posterior_expected(x_t, log_p0, s, t)
         return self.transition.log_posterior_joint(x_t, log_p0, s, t)
+
+
+def _raw(out: Tensor) -> Tensor:
+    return out
 
 
 def _token_spec(info, transition: ContinuousTimeTransition):

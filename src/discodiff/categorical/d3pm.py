@@ -32,6 +32,7 @@ divided by the number of tokens. (D3PM's code weights the cross-entropy against 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -57,6 +58,8 @@ from ..config import Spec, component
 from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
+from .closed_d3pm import step_kl_and_ce
+from .closed_forms import closed_form
 from .guidance import guided_log_probs, network_calls
 from .logspace import categorical_kl
 from .sampling import sample_categorical, sharpen, uniform
@@ -134,6 +137,7 @@ class D3PM(Method):
         self.num_classes = num_classes
         self.T = config.timesteps
         self.nfe = 0
+        self.closed = closed_form(transition)  # uniform / absorbing: closed forms; None: generic path
 
     # ---- parameterization ----------------------------------------------------------------------
 
@@ -146,13 +150,14 @@ class D3PM(Method):
         :math:`\log\hat p \propto \log\hat p_u + w(\log\hat p_c - \log\hat p_u)` (Ho & Salimans 2022,
         applied to log-probabilities).
         """
-        vocab = self.transition.vocab_size
-
-        def logits(x: Tensor, tt: Tensor, c: Tensor | None) -> Tensor:
-            return check_logits(self.net(x, tt.to(torch.float32), c), expected=(*x.shape, vocab))
-
         self.nfe += network_calls(guidance_scale)
-        return guided_log_probs(logits, x_t, t, cond, guidance_scale)
+        return guided_log_probs(self._logits, x_t, t, cond, guidance_scale)
+
+    def _logits(self, x: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
+        """The network's checked logits over the data ids, ``(B, *D, K)``."""
+        return check_logits(
+            self.net(x, t.to(torch.float32), cond), expected=(*x.shape, self.transition.vocab_size)
+        )
 
     def reverse_from_x0(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x_s|x_t)` ``(B, *D, S)`` from an x_0 distribution ``(B, *D, K)``."""
@@ -192,7 +197,19 @@ class D3PM(Method):
 
         At s = 0 this is the reconstruction term :math:`-\log p_\theta(x_0|x_t)`.
         """
-        return sum_except_batch(self._token_kl(x0, x_t, s, t, self.denoise(x_t, t, cond)))
+        return sum_except_batch(self._kl_and_ce(x0, x_t, s, t, cond)[0])
+
+    def _kl_and_ce(
+        self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, cond: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        r"""Per-token step KL and :math:`-\log\hat p(x_0|x_t)`, ``(B, *D)`` each: in closed form
+        (:mod:`.closed_d3pm`) for uniform and absorbing transitions, else from the dense posteriors."""
+        if self.closed is not None:
+            self.nfe += 1
+            z = self._logits(x_t, t, cond)
+            return step_kl_and_ce(self.closed, z, x_t, x0, s, t, self.config.reverse)
+        log_p0 = self.denoise(x_t, t, cond)
+        return self._token_kl(x0, x_t, s, t, log_p0), -log_p0.gather(-1, x0[..., None])[..., 0]
 
     # ---- the interface -------------------------------------------------------------------------
 
@@ -216,18 +233,16 @@ class D3PM(Method):
         t, s = i / self.T, (i - 1) / self.T
         with torch.no_grad():
             prior = self.transition.prior_kl(x0)
-        x_t = self._noise(x0, t, batch)
-        log_p0 = self.denoise(x_t, t, cond)
-        step = sum_except_batch(self._token_kl(x0, x_t, s, t, log_p0))
-        ce = -sum_except_batch(log_p0.gather(-1, x0[..., None]))
+        kl, ce = self._kl_and_ce(x0, self._noise(x0, t, batch), s, t, cond)
+        step, ce = sum_except_batch(kl), sum_except_batch(ce)
         bound = prior.to(step.dtype) + self.T * step
         total = (bound + self.config.hybrid_lambda * ce) / num_tokens
-        if not bool(torch.isfinite(total).all()):
+        # one host synchronization for check and metrics (a non-finite row makes the mean so)
+        means = torch.stack([total.detach().mean(), bound.detach().mean(), ce.detach().mean()])
+        checked, bound_mean, ce_mean = means.tolist()
+        if not math.isfinite(checked):
             raise FloatingPointError("D3PM loss is not finite")
-        metrics = {
-            "bound_nats_per_token": float(bound.detach().mean() / num_tokens),
-            "ce_nats_per_token": float(ce.detach().mean() / num_tokens),
-        }
+        metrics = {"bound_nats_per_token": bound_mean / num_tokens, "ce_nats_per_token": ce_mean / num_tokens}
         return LossOutput(total.mean(), total.detach(), metrics)
 
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:

@@ -100,7 +100,18 @@ class MixingTransition(ContinuousTimeTransition):
         return out.scatter_add_(-1, x[..., None], torch.full_like(x[..., None], -1, dtype=dtype))
 
 
-class UniformTransition(MixingTransition):
+class SymmetricMixing(MixingTransition):
+    """A mixing transition whose prior is symmetric in the data ids (uniform, absorbing)."""
+
+    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+        r""":meth:`.Transition.prior_kl`: every token pays the KL of token 0 (the prior is symmetric
+        in the data ids), computed once in O(S) and in float64."""
+        one = torch.zeros(1, 1, dtype=torch.long, device=x0.device)
+        per_token = super().prior_kl(one, dtype=torch.float64)[0]
+        return (per_token * x0[0].numel()).to(dtype).expand(x0.shape[0])
+
+
+class UniformTransition(SymmetricMixing):
     r"""Resample uniformly: :math:`\pi = \mathbf 1/K` (Hoogeboom et al. 2021; D3PM App. A.2.1)."""
 
     def __init__(self, schedule: Schedule, vocab_size: int) -> None:
@@ -109,7 +120,7 @@ class UniformTransition(MixingTransition):
         )
 
 
-class AbsorbingTransition(MixingTransition):
+class AbsorbingTransition(SymmetricMixing):
     r"""Jump to [MASK] and stay: :math:`\pi = e_{\mathrm{mask}}`, mask id = K, S = K + 1.
 
     (Austin et al. 2021, Sec. 3.2 / App. A.2.3; the masked diffusion of Sahoo et al. 2024 and

@@ -43,6 +43,7 @@ from ..schedules import SCHEDULES, Schedule
 from .continuous_time import ContinuousTimeMethod, ContinuousTimeOptions
 from .ctmc import _token_spec, check_token_data
 from .mixing import AbsorbingTransition, MixingTransition, UniformTransition
+from .ratio_rows import RatioRows
 from .ratios import tweedie_log_probs
 from .transition_configs import TRANSITIONS, build_transition
 
@@ -111,6 +112,17 @@ class SEDD(ContinuousTimeMethod):
             out = out - self.log_expm1_noise(x_t, t).to(out.dtype) - math.log(self.transition.vocab_size)
         out = F.pad(out, (0, self.transition.num_states - self.transition.vocab_size))
         return out.scatter(-1, x_t[..., None], 0.0)
+
+    def ratio_rows(
+        self, x_t: Tensor, t: Tensor, cond: Tensor | None = None, *, guidance_scale: float = 1.0
+    ) -> RatioRows:
+        r"""The log-scores in closed form: :math:`s_y = e^{z_y - \text{shift}}` off the current token
+        (:class:`.ratio_rows.RatioRows` with C = 0), the same ratios as :meth:`log_ratios`."""
+        z = self.guided(x_t, t, cond, guidance_scale, lambda raw: raw)
+        log_a = z.new_zeros(())
+        if self.scale_by_sigma:
+            log_a = -(self.log_expm1_noise(x_t, t)[..., 0] + math.log(self.transition.vocab_size)).to(z.dtype)
+        return RatioRows(z, log_a.expand(x_t.shape))
 
     def log_expm1_noise(self, x_t: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log(e^{\Delta}-1) = \Delta + \log(1 - e^{-\Delta})`, :math:`\Delta = \bar\sigma(t) -

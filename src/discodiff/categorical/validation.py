@@ -26,7 +26,7 @@ def check_tokens(x: Tensor, *, num_ids: int, event_shape: Sequence[int] | None, 
             f"{what} must have shape (B, {', '.join(map(str, event_shape))}), got {tuple(x.shape)}"
         )
     if x.numel() > 0:
-        low, high = int(x.min()), int(x.max())
+        low, high = torch.stack(torch.aminmax(x)).tolist()  # one host synchronization
         if low < 0 or high >= num_ids:
             raise ValueError(f"{what} has ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")
     return x.long()
@@ -35,14 +35,18 @@ def check_tokens(x: Tensor, *, num_ids: int, event_shape: Sequence[int] | None, 
 def check_logits(logits: Tensor, *, expected: Sequence[int]) -> Tensor:
     """Check a network's logits: shape ``expected``, no NaN or +inf (``-inf`` = zero probability).
 
-    Half-precision logits are upcast to float32 for the log-space math.
+    The value check is one reduction (NaN propagates through the maximum) and runs where autograd
+    is off (sampling, likelihood). In a training forward pass it is left to the loss's own
+    finiteness check, which a NaN or +inf logit that matters reaches: no extra pass over the
+    logits and no host synchronization per step. Half-precision logits are upcast to float32 for
+    the log-space math.
     """
     if tuple(logits.shape) != tuple(expected):
         raise ValueError(
             f"the network returned logits of shape {tuple(logits.shape)}, expected {tuple(expected)} "
             "(one logit per data category for every token)"
         )
-    if not bool((logits < float("inf")).all()):
+    if not torch.is_grad_enabled() and logits.numel() > 0 and not bool(logits.amax() < float("inf")):
         raise FloatingPointError("the network returned NaN or +inf logits")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .attention import KVCache, SelfAttention, rope_angles
+from .adaln import gated_add, modulate
+from .attention import KVCache, RopeTables, SelfAttention
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 
 INIT_STD = 0.02
@@ -57,6 +58,7 @@ class TransformerConfig:
     rope_base: float = 10_000.0  # RoPE base of the angle frequencies (Su et al. 2021)
     max_len: int | None = None  # longest sequence for learned positions; None: the event length
     dropout: float = 0.0  # residual and attention dropout
+    gelu: Literal["exact", "tanh"] = "exact"  # MLP activation: erf GELU, or GPT-2's tanh approximation
 
     def __post_init__(self) -> None:
         if min(self.width, self.depth, self.heads, self.mlp_ratio, self.cond_dim) < 1:
@@ -74,20 +76,18 @@ class TransformerConfig:
 
 
 class MLP(nn.Module):
-    """``W2 GELU(W1 h)`` with hidden width ``ratio * width``."""
+    """``W2 GELU(W1 h)`` with hidden width ``ratio * width``; ``gelu="exact"`` (Hendrycks & Gimpel
+    2016, with erf) costs 0.6x (fp32) and 0.35x (bf16) of the tanh approximation's forward +
+    backward on the development CPU."""
 
-    def __init__(self, width: int, ratio: int) -> None:
+    def __init__(self, width: int, ratio: int, gelu: str = "exact") -> None:
         super().__init__()
         self.fc = nn.Linear(width, ratio * width, bias=False)
         self.proj = nn.Linear(ratio * width, width, bias=False)
+        self.approximate = "none" if gelu == "exact" else gelu
 
     def forward(self, h: Tensor) -> Tensor:
-        return self.proj(F.gelu(self.fc(h), approximate="tanh"))
-
-
-def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """adaLN modulation ``x * (1 + scale) + shift``: x (B, L, d), shift/scale (B, 1, d)."""
-    return torch.addcmul(shift, x, 1 + scale)
+        return self.proj(F.gelu(self.fc(h), approximate=self.approximate))
 
 
 class Block(nn.Module):
@@ -98,9 +98,9 @@ class Block(nn.Module):
         super().__init__()
         d = config.width
         self.norm1 = nn.LayerNorm(d, elementwise_affine=not conditioned)
-        self.attn = SelfAttention(d, config.heads, config.dropout)
+        self.attn = SelfAttention(d, config.heads, config.dropout, rope=config.positions == "rope")
         self.norm2 = nn.LayerNorm(d, elementwise_affine=not conditioned)
-        self.mlp = MLP(d, config.mlp_ratio)
+        self.mlp = MLP(d, config.mlp_ratio, config.gelu)
         self.drop = nn.Dropout(config.dropout)
         self.modulation = nn.Linear(config.cond_dim, 6 * d) if conditioned else None
 
@@ -108,7 +108,7 @@ class Block(nn.Module):
         self,
         h: Tensor,
         c: Tensor | None,
-        rope: tuple[Tensor, Tensor] | None,
+        rope: Tensor | None,
         causal: bool,
         cache: KVCache | None,
         layer: int,
@@ -119,8 +119,8 @@ class Block(nn.Module):
         # c: (B, cond_dim), already through SiLU -> six (B, 1, d) modulations
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(c)[:, None].chunk(6, dim=-1)
         a = self.attn(modulate(self.norm1(h), shift_a, scale_a), rope, causal, cache, layer)
-        h = torch.addcmul(h, gate_a, self.drop(a))
-        return torch.addcmul(h, gate_m, self.drop(self.mlp(modulate(self.norm2(h), shift_m, scale_m))))
+        h = gated_add(h, gate_a, self.drop(a))
+        return gated_add(h, gate_m, self.drop(self.mlp(modulate(self.norm2(h), shift_m, scale_m))))
 
 
 class Transformer(nn.Module):
@@ -142,6 +142,7 @@ class Transformer(nn.Module):
             self.embed = nn.Linear(self.d_in, d)
         self.max_len = config.max_len or self.length
         self.pos = nn.Embedding(self.max_len, d) if config.positions == "learned" else None
+        self.rope = RopeTables(d // config.heads, config.rope_base) if self.pos is None else None
         self.drop = nn.Dropout(config.dropout)
         self.time = None
         if not spec.causal:
@@ -189,12 +190,15 @@ class Transformer(nn.Module):
         (B, L, d_in) float; ``t`` (B,) in [0, 1] (ignored by causal networks); ``cond`` (B,) long.
 
         With a ``cache`` (causal networks), ``x`` holds only the new positions, which follow the
-        ``cache.length`` already cached, and the cache advances by L.
+        ``cache.length`` already cached, and the cache advances by L. Token ids and labels are
+        checked at the first call with a cache; later calls (one per decoded token, with ids the
+        sampler drew) reuse that call's conditioning and skip the id-range check and its host
+        synchronization.
         """
         B, L = x.shape[:2]
-        self._check_input(x)
         if cache is not None and not self.causal:
             raise ValueError("a KV cache needs a causal network (NetSpec.causal=True)")
+        self._check_input(x, values=cache is None or cache.length == 0)
         start = 0 if cache is None else cache.length
         h = self.embed(x)  # (B, L, d)
         rope = None
@@ -202,11 +206,14 @@ class Transformer(nn.Module):
             if start + L > self.max_len:
                 raise ValueError(f"sequence of {start + L} positions exceeds max_len={self.max_len}")
             h = h + self.pos(torch.arange(start, start + L, device=x.device))
+        else:  # (L, 1, 1, hs / 2) complex rotations
+            rope = self.rope.get(start, L, x.device)
+        if cache is None or cache.length == 0:
+            c = self._conditioning(t, cond, B, x.device)  # (B, cond_dim) or None
+            if cache is not None:
+                cache.conditioning = c  # a causal network's c depends on the labels only
         else:
-            head_dim = self.config.width // self.config.heads
-            angles = rope_angles(start, L, head_dim, self.config.rope_base, x.device)
-            rope = (angles.cos(), angles.sin())  # (L, hs / 2) each, float32
-        c = self._conditioning(t, cond, B, x.device)  # (B, cond_dim) or None
+            c = cache.conditioning
         h = self.drop(h)
         for i, block in enumerate(self.blocks):
             h = block(h, c, rope, self.causal, cache, i)
@@ -235,16 +242,15 @@ class Transformer(nn.Module):
             c = label if c is None else c + label
         return None if c is None else F.silu(c)
 
-    def _check_input(self, x: Tensor) -> None:
+    def _check_input(self, x: Tensor, *, values: bool) -> None:
+        """Shape and dtype; with ``values``, also the id range (one host synchronization)."""
         if self.input_vocab is not None:
             if x.dim() != 2 or x.dtype != torch.long:
                 raise ValueError(f"token input must be (B, L) long, got {x.dtype} {tuple(x.shape)}")
-            if x.numel() > 0:
-                lo, hi = torch.aminmax(x)
+            if values and x.numel() > 0:
+                lo, hi = torch.stack(torch.aminmax(x)).tolist()
                 if lo < 0 or hi >= self.input_vocab:
-                    raise ValueError(
-                        f"token ids must lie in [0, {self.input_vocab}), got [{int(lo)}, {int(hi)}]"
-                    )
+                    raise ValueError(f"token ids must lie in [0, {self.input_vocab}), got [{lo}, {hi}]")
         elif x.dim() != 3 or not x.is_floating_point() or x.shape[2] != self.d_in:
             raise ValueError(
                 f"vector input must be (B, L, {self.d_in}) float, got {x.dtype} {tuple(x.shape)}"

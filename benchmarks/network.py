@@ -1,0 +1,147 @@
+"""The sequence transformer against a plain PyTorch pre-LN transformer of the same shape (issue 16,
+Deliver 3): forward + backward of the whole network, fp32 and bf16 autocast, side by side.
+
+Ours is the diffusion denoiser of the text configs (``net: transformer``: token embedding, RoPE,
+time-conditioned adaLN-Zero blocks, head). The plain one has the same embedding, width, depth,
+heads, MLP and head, learned absolute positions and plain pre-LN blocks
+(``h += attn(LN(h)); h += mlp(LN(h))``, ``nn.Linear`` with biases, one fused qkv projection,
+``scaled_dot_product_attention``, GELU). Both get the same tokens and weights drawn from
+N(0, 0.02) (ours starts with zero adaLN gates and head, which would make its backward trivial);
+the loss is the mean square of the output. Reported: the plain network's median time divided by
+ours (>= 1: ours at least as fast), and both throughputs in GFLOP/s (matmul and attention FLOPs
+of forward + backward).
+
+    python benchmarks/network.py --json OUT [--batch 32] [--length 256] [--width 256] [--depth 4]
+
+Writes ``{"fp32": r, "bf16": r}`` (plus ``meta`` and ``details``) to ``OUT``
+(default ``benchmarks/results/network.json``) and a markdown table beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from discodiff.nets import NetSpec
+from discodiff.nets.transformer import Transformer, TransformerConfig
+from timing import add_options, alternate, apply_options, machine, median, meta, meta_lines, ratio, write
+
+
+class PlainBlock(nn.Module):
+    """Pre-LN block of plain PyTorch modules."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.mlp = nn.Sequential(
+            nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width)
+        )
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        B, L, C = h.shape
+        q, k, v = self.qkv(self.ln1(h)).view(B, L, 3, self.heads, C // self.heads).unbind(2)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        h = h + self.proj(y.transpose(1, 2).reshape(B, L, C))
+        return h + self.mlp(self.ln2(h))
+
+
+class PlainTransformer(nn.Module):
+    def __init__(self, vocab: int, out: int, length: int, width: int, depth: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.embed, self.pos = nn.Embedding(vocab, width), nn.Embedding(length, width)
+        self.blocks = nn.ModuleList(PlainBlock(width, heads, mlp_ratio) for _ in range(depth))
+        self.norm, self.head = nn.LayerNorm(width), nn.Linear(width, out)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.embed(x) + self.pos(torch.arange(x.shape[1], device=x.device))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.norm(h))
+
+
+def flops(batch: int, length: int, width: int, depth: int, vocab: int, mlp_ratio: int) -> float:
+    """Matmul + attention FLOPs of one forward + backward (3x the forward)."""
+    tokens = batch * length
+    per_layer = 2 * tokens * (4 + 2 * mlp_ratio) * width**2 + 4 * tokens * length * width
+    return 3 * (depth * per_layer + 2 * tokens * width * vocab)
+
+
+def step(net: nn.Module, x: torch.Tensor, t: torch.Tensor, precision: str):
+    def run():
+        net.zero_grad(set_to_none=True)
+        context = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        with context:
+            out = net(x, t)
+        out.float().square().mean().backward()
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=None, help="output JSON (markdown beside it)")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--length", type=int, default=256)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=66, help="output logits; inputs add one [MASK] id")
+    parser.add_argument("--repeats", type=int, default=7)
+    add_options(parser)
+    args = parser.parse_args()
+    apply_options(args)
+    started, start_machine = time.perf_counter(), machine()
+    torch.manual_seed(0)
+    spec = NetSpec((args.length,), args.vocab, input_vocab=args.vocab + 1)
+    ours = Transformer(spec, TransformerConfig(width=args.width, depth=args.depth, heads=args.heads))
+    plain = PlainTransformer(args.vocab + 1, args.vocab, args.length, args.width, args.depth, args.heads, 4)
+    with torch.no_grad():  # the same non-degenerate weights for both (ours starts with zero gates)
+        for p in [*ours.parameters(), *plain.parameters()]:
+            p.normal_(0.0, 0.02)
+    x = torch.randint(0, args.vocab + 1, (args.batch, args.length))
+    t = torch.rand(args.batch)
+    work = flops(args.batch, args.length, args.width, args.depth, args.vocab, 4)
+    results, details = {}, {}
+    for precision in ("fp32", "bf16"):
+        times = alternate(
+            {"ours": step(ours, x, t, precision), "plain": step(plain, x, t, precision)}, args.repeats
+        )
+        results[precision] = ratio(times, "plain", "ours")
+        details[precision] = {
+            "seconds": {name: median(v) for name, v in times.items()},
+            "gflops": {name: work / median(v) / 1e9 for name, v in times.items()},
+        }
+    info = meta(started)
+    info["machine"] = start_machine
+    info["shape"] = vars(args) | {"json": str(args.json)}
+    out = {**results, "meta": info, "details": details}
+    lines = [
+        "# Sequence transformer vs a plain PyTorch pre-LN transformer (forward + backward)",
+        "",
+        *meta_lines(info),
+        "",
+        f"Batch {args.batch} x length {args.length}, width {args.width}, depth {args.depth}, heads "
+        f"{args.heads}, MLP 4x, vocabulary {args.vocab}; {args.repeats} alternating repeats, medians.",
+        "",
+        "| precision | plain / ours | ours ms | plain ms | ours GFLOP/s | plain GFLOP/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in ("fp32", "bf16"):
+        d = details[p]
+        lines.append(
+            f"| {p} | {results[p]:.3f} | {1e3 * d['seconds']['ours']:.1f} | "
+            f"{1e3 * d['seconds']['plain']:.1f} | {d['gflops']['ours']:.0f} | {d['gflops']['plain']:.0f} |"
+        )
+    write("network", out, "\n".join(lines) + "\n", json_path=args.json)
+
+
+if __name__ == "__main__":
+    main()
