@@ -8,10 +8,7 @@ import pytest
 
 from discodiff.graphs.io import Graph, node_count_histogram, read_jsonl, write_jsonl
 
-try:
-    from discodiff.errors import DataError
-except ImportError:  # before the core's error classes
-    DataError = ValueError
+from discodiff.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "graphs"
 

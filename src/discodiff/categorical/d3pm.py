@@ -57,7 +57,6 @@ from ..config import Spec, component
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
 from .guidance import guided_log_probs, network_calls
-from .logspace import categorical_kl
 from .sampling import sample_categorical, sharpen, uniform
 from .transition_configs import TRANSITIONS, build_transition
 from .transitions import Transition
@@ -155,9 +154,7 @@ class D3PM(Method):
 
     def reverse_from_x0(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x_s|x_t)` ``(B, *D, S)`` from an x_0 distribution ``(B, *D, K)``."""
-        if self.config.reverse == "average":
-            return self.transition.log_posterior_expected(x_t, log_p0, s, t)
-        return self.transition.log_posterior_joint(x_t, log_p0, s, t)
+        return self.transition.log_reverse(x_t, log_p0, s, t, form=self.config.reverse)
 
     def reverse_log_probs(
         self,
@@ -183,13 +180,11 @@ class D3PM(Method):
 
     def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
         r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
-        log_q1 = self.transition.log_marginal(x0, 1.0, dtype=dtype)
-        return sum_except_batch(categorical_kl(log_q1, self.transition.log_prior().to(dtype)))
+        return sum_except_batch(self.transition.prior_kl(x0, dtype=dtype))
 
     def _token_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, log_p0: Tensor) -> Tensor:
         """Per-token KL of one step, ``(B, *D)``; ``-log p(x0|x_t)`` where s = 0."""
-        log_q = self.transition.log_posterior(x_t, x0, s, t, dtype=log_p0.dtype)
-        return categorical_kl(log_q, self.reverse_from_x0(x_t, log_p0, s, t))
+        return self.transition.step_kl(x0, x_t, s, t, log_p0, form=self.config.reverse)
 
     def step_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         r""":math:`D_{KL}(q(x_s|x_t,x_0)\,\|\,p_\theta(x_s|x_t))` summed over tokens, ``(B,)`` nats.

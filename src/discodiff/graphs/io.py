@@ -25,10 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-try:  # the core's error classes (discodiff.errors) until they land on this branch
-    from ..errors import DataError
-except ImportError:  # pragma: no cover
-    DataError = ValueError
+from ..errors import DataError
 
 
 @dataclass

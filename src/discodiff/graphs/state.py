@@ -23,12 +23,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..state import register_state
 from .io import Graph
 
 
+@register_state
 @dataclass
 class GraphState:
-    """A batch of padded graphs (module docstring)."""
+    """A batch of padded graphs (module docstring); a state (:mod:`discodiff.state`), so the
+    trainer, evaluator and CLI slice, move and concatenate it like a tensor."""
 
     nodes: Tensor
     edges: Tensor
@@ -49,16 +52,6 @@ class GraphState:
     @property
     def max_nodes(self) -> int:
         return self.node_mask.shape[1]
-
-    def num_nodes(self) -> Tensor:
-        """``(B,)`` long node counts."""
-        return self.node_mask.sum(-1)
-
-    def to(self, device: torch.device | str) -> GraphState:
-        return GraphState(self.nodes.to(device), self.edges.to(device), self.node_mask.to(device))
-
-    def rows(self, index: Tensor | slice) -> GraphState:
-        return GraphState(self.nodes[index], self.edges[index], self.node_mask[index])
 
 
 def node_entries(node_mask: Tensor) -> Tensor:
