@@ -33,6 +33,9 @@ from ..graphs.state import GraphState, edge_entries
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 from .graph_features import components, cycle_counts, laplacian_features, masked_adjacency
 
+STD_EPS = 1e-6
+"""Added to pooled variances before the square root: a constant feature (a symmetric graph, a
+single pair) has variance 0, where the square root's gradient is infinite."""
 NEG_LARGE = -1e9
 """Score of padded keys before the softmax (finite, so rows of a 1-node graph stay finite)."""
 
@@ -88,7 +91,7 @@ def masked_pool(x: Tensor, mask: Tensor, dims: tuple[int, ...]) -> Tensor:
     hi = x.masked_fill(~mask[..., None], float("-inf")).amax(dims)
     empty = (m.sum(dims) == 0).expand_as(lo)
     lo, hi = lo.masked_fill(empty, 0.0), hi.masked_fill(empty, 0.0)
-    return torch.cat([mean, lo, hi, var.clamp(min=0).sqrt()], dim=-1)
+    return torch.cat([mean, lo, hi, (var.clamp(min=0) + STD_EPS).sqrt()], dim=-1)
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
