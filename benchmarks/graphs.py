@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -66,6 +67,8 @@ def bench_one(name: str, budget: float, work: Path) -> dict:
     ]
     cfg = load_config(ROOT / "configs" / "graphs" / f"{name}.yaml", overrides)
     run_dir = work / name
+    if run_dir.exists():  # a fresh run each time (the work directory holds only benchmark runs)
+        shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     metrics = train_run(cfg, run_dir, progress=False)
     total = time.perf_counter() - t0
