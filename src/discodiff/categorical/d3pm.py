@@ -61,7 +61,6 @@ from ..utils import sum_except_batch
 from .closed_d3pm import step_kl_and_ce
 from .closed_forms import closed_form
 from .guidance import guided_log_probs, network_calls
-from .logspace import categorical_kl
 from .sampling import sample_categorical, sharpen, uniform
 from .transition_configs import TRANSITIONS, build_transition
 from .transitions import Transition
@@ -161,9 +160,7 @@ class D3PM(Method):
 
     def reverse_from_x0(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x_s|x_t)` ``(B, *D, S)`` from an x_0 distribution ``(B, *D, K)``."""
-        if self.config.reverse == "average":
-            return self.transition.log_posterior_expected(x_t, log_p0, s, t)
-        return self.transition.log_posterior_joint(x_t, log_p0, s, t)
+        return self.transition.log_reverse(x_t, log_p0, s, t, form=self.config.reverse)
 
     def reverse_log_probs(
         self,
@@ -189,8 +186,7 @@ class D3PM(Method):
 
     def _token_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, log_p0: Tensor) -> Tensor:
         """Per-token KL of one step, ``(B, *D)``; ``-log p(x0|x_t)`` where s = 0."""
-        log_q = self.transition.log_posterior(x_t, x0, s, t, dtype=log_p0.dtype)
-        return categorical_kl(log_q, self.reverse_from_x0(x_t, log_p0, s, t))
+        return self.transition.step_kl(x0, x_t, s, t, log_p0, form=self.config.reverse)
 
     def step_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         r""":math:`D_{KL}(q(x_s|x_t,x_0)\,\|\,p_\theta(x_s|x_t))` summed over tokens, ``(B,)`` nats.
