@@ -24,6 +24,10 @@ DATASETS: Registry[Callable[..., DataSource]] = Registry("data set")
 :meth:`DataSource.state_dict` returned (e.g. a vocabulary saved with a run); given it, the data
 set must rebuild the same encoding without re-deriving it."""
 
+PREPARERS: Registry[Callable[..., dict]] = Registry("preparable data set")
+"""Data sets that ``discodiff prepare`` can encode once to disk: ``prepare(config, *, force,
+progress) -> report`` (a dict with ``directory``, ``status``, ``seconds``, ``bytes``, ``meta``)."""
+
 
 @dataclass(frozen=True)
 class DataInfo:
@@ -45,7 +49,7 @@ class DataInfo:
     vocab_size: int | None = None
     num_classes: int = 0
     value_range: float | None = None
-    unit: Literal["bits_per_dim", "bits_per_char"] = "bits_per_dim"
+    unit: Literal["bits_per_dim", "bits_per_char", "bits_per_token"] = "bits_per_dim"
 
 
 class TrainStream(ABC):
@@ -149,6 +153,12 @@ class DataSource(ABC):
 
     def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
         """Sample-quality metrics against the test split (none by default)."""
+        return {}
+
+    def likelihood_metrics(self, nats: float, x: Tensor) -> dict[str, float]:
+        """A total negative log-likelihood of ``nats`` over examples ``x`` in the data set's own
+        units besides :attr:`DataInfo.unit` (text: bits per token and per character, perplexity);
+        none by default."""
         return {}
 
     def infilling_example(self, n: int) -> tuple[Tensor, Tensor] | None:
