@@ -26,6 +26,7 @@ from .config import ConfigError, apply_overrides, from_dict, to_dict
 from .prepare import add_parser as add_prepare_parser
 from .prepare import run as prepare_command
 from .runconfig import EvalConfig, load_config
+from .state import to_device
 from .train.checkpoint import CheckpointError
 from .train.loop import TrainingError
 from .utils import resolve_device
@@ -145,7 +146,7 @@ def _sample(args: argparse.Namespace) -> int:
     )
     stem = (args.out or args.run_dir / "samples" / "sample").with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in run.data.save_samples(out.x.cpu(), stem, cond):
+    for path in run.data.save_samples(to_device(out.x, "cpu"), stem, cond):
         print(path)
     return 0
 

@@ -23,8 +23,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..base import Batch, Method
-from ..data.base import DataSource, check_finite
+from ..data.base import DataSource
+from ..errors import ConfigError, TrainingError
 from ..runconfig import TrainConfig
+from ..state import check_finite, index, to_device
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -37,10 +39,6 @@ from .checkpoint import (
 from .distributed import DistInfo
 from .ema import EMA
 from .lr import lr_at
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss or gradient)."""
 
 
 class _LossModule(nn.Module):
@@ -164,7 +162,7 @@ class Trainer:
         check_finite(x, f"the training batch of step {self.step + 1}")
         micro = size // n
         if micro % self.dist.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size / train.grad_accum = {micro} must be divisible by the number of "
                 f"processes ({self.dist.world_size})"
             )
@@ -172,7 +170,7 @@ class Trainer:
         for start in range(0, size, micro):
             offset, count = self.dist.rows(micro)
             rows = slice(start + offset, start + offset + count)
-            xb = x[rows].to(self.device, non_blocking=True)
+            xb = to_device(index(x, rows), self.device, non_blocking=True)
             cb = None if cond is None else cond[rows].to(self.device)
             batches.append(Batch(xb, cb, rows=(rows.start, size)))
         return batches
