@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import resource
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from discodiff.data.text_encoding import prepare_text
 from discodiff.data.tokenizer import TokenizerConfig
 from discodiff.errors import DataError
 
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 TEXT = read_text(None)[:40_000]
 
 
@@ -60,6 +64,9 @@ def test_prepared_ids_equal_in_memory_ids(corpus_dir, tmp_path):
     assert prepared.split("val")[0].equal(memory.split("val")[0])
     again = prepare_text(cfg, progress=False)
     assert again["status"] == "up to date (verified)"
+    for file in corpus_dir.iterdir():  # the raw text may go once prepared
+        file.unlink()
+    assert build_text(cfg).split("val")[0].equal(memory.split("val")[0])
 
 
 def test_stream_resumes_exactly_from_a_memory_map(corpus_dir, tmp_path):
@@ -159,3 +166,36 @@ def test_memory_stays_flat_on_a_corpus_larger_than_the_allowed_memory(tmp_path):
             np.fromfile(directory / "train.bin", dtype=np.uint16)
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+PEAK_SCRIPT = """
+import resource, sys
+from discodiff.data.text import TextConfig
+from discodiff.data.text_encoding import prepare_text
+prepare_text(TextConfig(path=sys.argv[1], prepared=sys.argv[2], seq_len=64), progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_prepare_memory_does_not_grow_with_the_corpus(tmp_path):
+    """Peak memory of ``prepare`` (characters) on 8 and 64 copies of tiny-shakespeare (9 MB and
+    71 MB) differs by less than 40 MB: the corpus streams through (about 2 minutes)."""
+    text = read_text(None)
+    peaks = []
+    for copies in (8, 64):
+        root = tmp_path / f"c{copies}"
+        root.mkdir()
+        for i in range(copies):
+            (root / f"{i:03d}.txt").write_text(text, encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(
+            [sys.executable, "-c", PEAK_SCRIPT, str(root), str(tmp_path / f"p{copies}")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        peaks.append(int(proc.stdout.split()[-1]))
+    assert peaks[1] - peaks[0] < 40, f"peak RSS {peaks} MB"

@@ -164,3 +164,26 @@ def test_openwebtext_configs_run_one_step_on_cpu(name, tmp_path, monkeypatch):
     prepare(cfg, progress=False)
     metrics = train_run(cfg, tmp_path / "run", progress=False)
     assert metrics["step"] == 1 and "bits_per_char" in metrics
+
+
+@pytest.mark.slow
+def test_shakespeare_works_prepare_then_train_every_config(tmp_path, monkeypatch, capsys):
+    """The whole corpus on 2 cores: prepare (BPE training and encoding, about a minute), then 2
+    steps of each config and ``eval --json`` in every unit (a few minutes in all)."""
+    if not WORKS.is_dir():
+        pytest.skip("../shared/data is absent")
+    monkeypatch.chdir(ROOT)
+    prepared = f"data.prepared={tmp_path / 'prepared'}"
+    assert main(["prepare", "configs/shakespeare_works/ar.yaml", prepared, "--no-progress"]) == 0
+    meta = json.loads((tmp_path / "prepared" / "meta.json").read_text())
+    assert meta["vocab_size"] == 4096 and meta["splits"]["train"]["documents"] >= 39
+    small = [prepared, "train.steps=2", "eval.nll_examples=4", "eval.num_samples=2", "method.sample_steps=4"]
+    for name in ("ar", "mdlm", "sedd_absorb", "udlm"):
+        overrides = small[:-1] if name == "ar" else small
+        out = str(tmp_path / name)
+        config = f"configs/shakespeare_works/{name}.yaml"
+        assert main(["train", config, "--out", out, "--no-progress", *overrides]) == 0
+        capsys.readouterr()
+        assert main(["eval", out, "--json", "eval.nll_examples=4", "eval.num_samples=0"]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert metrics["bits_per_token"] > metrics["bits_per_char"] > 0 and metrics["perplexity"] > 1

@@ -30,6 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from tqdm.auto import tqdm
+
 from ..errors import DataError
 from .vocab import to_text8
 
@@ -54,6 +56,11 @@ def split_bounds(n: int, val_fraction: float, test_fraction: float) -> tuple[int
     90M/5M/5M."""
     val, test = Fraction(repr(val_fraction)), Fraction(repr(test_fraction))
     return math.floor(n * (1 - val - test)), n - math.floor(n * test)
+
+
+def corpus_source(path: str | None) -> str:
+    """Where a corpus is: its resolved path (the files need not exist), or ``builtin:tinyshakespeare.txt``."""
+    return f"builtin:{BUILTIN_CORPUS}" if path is None else str(Path(path).expanduser().resolve())
 
 
 @dataclass(frozen=True)
@@ -113,10 +120,7 @@ class Corpus:
         self.files()  # fail early on a missing path
 
     def source(self) -> str:
-        """The corpus location: the resolved path, or ``builtin:tinyshakespeare.txt``."""
-        return (
-            f"builtin:{BUILTIN_CORPUS}" if self.path is None else str(Path(self.path).expanduser().resolve())
-        )
+        return corpus_source(self.path)
 
     def files(self) -> Iterator[Path]:
         """The corpus files in order (none for the built-in corpus)."""
@@ -157,9 +161,13 @@ class Corpus:
             chunks = chunked(blocks)
             yield chunks if squeeze is None else squeeze.map(chunks)
 
-    def count_chars(self) -> int:
+    def count_chars(self, *, progress: bool = False) -> int:
         """Characters of the whole (mapped) corpus text."""
-        total = sum(len(chunk) for doc in self.iter_documents() for chunk in doc)
+        total = 0
+        with tqdm(desc="count", unit="char", unit_scale=True, disable=not progress) as bar:
+            for chunk in (chunk for doc in self.iter_documents() for chunk in doc):
+                total += len(chunk)
+                bar.update(len(chunk))
         if total == 0:
             raise DataError(f"data.path: {self.path} holds no text")
         return total

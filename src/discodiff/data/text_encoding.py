@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .corpus import SPLITS, Corpus, split_bounds
+from .corpus import SPLITS, Corpus, corpus_source, split_bounds
 from .text_config import TextConfig
 from .token_store import (
     CODEC,
@@ -38,13 +38,14 @@ def corpus_of(config: TextConfig) -> Corpus:
     return Corpus(config.path, documents=config.documents, jsonl_key=config.jsonl_key, format=config.format)
 
 
-def fingerprint(config: TextConfig, corpus: Corpus) -> dict:
-    """What a prepared directory must have been made from to serve ``config``."""
+def fingerprint(config: TextConfig) -> dict:
+    """What a prepared directory must have been made from to serve ``config`` (the corpus files
+    need not exist any more: a prepared directory serves without them)."""
     tokenizer = asdict(config.tokenizer)
     if tokenizer["path"] is not None:
         tokenizer["path"] = str(Path(tokenizer["path"]).expanduser().resolve())
     return {
-        "path": corpus.source(),
+        "path": corpus_source(config.path),
         "documents": config.documents,
         "jsonl_key": config.jsonl_key,
         "format": config.format,
@@ -75,7 +76,9 @@ def codec_from_state(config: TextConfig, state: dict) -> Codec:
     return vocab
 
 
-def build_codec(config: TextConfig, corpus: Corpus, bounds: tuple[int, int]) -> Codec:
+def build_codec(
+    config: TextConfig, corpus: Corpus, bounds: tuple[int, int], *, progress: bool = False
+) -> Codec:
     """A new encoding: characters of the training text (or all of it), or a tokenizer loaded from
     a file or trained on the training text."""
     kind = config.tokenizer.type
@@ -96,7 +99,7 @@ def build_codec(config: TextConfig, corpus: Corpus, bounds: tuple[int, int]) -> 
             f"training a tokenizer in each of {world} processes could give them different tokenizers; "
             "set data.prepared and run `discodiff prepare CONFIG` once before a multi-process run"
         )
-    return train_tokenizer(config.tokenizer, texts, allow_unk=config.unk)
+    return train_tokenizer(config.tokenizer, texts, allow_unk=config.unk, progress=progress)
 
 
 def _encode(config: TextConfig, corpus: Corpus, bounds, codec: Codec, sinks, *, saved: bool, **kw) -> None:
@@ -130,7 +133,7 @@ def load_prepared(config: TextConfig, state: dict | None) -> tuple[dict[str, np.
     run's saved encoding."""
     directory = Path(config.prepared).expanduser()
     meta = read_meta(directory)
-    check_config(directory, meta, fingerprint(config, corpus_of(config)))
+    check_config(directory, meta, fingerprint(config))
     saved = _read_codec_state(directory)
     if state and state != saved:
         raise DataError(
@@ -157,8 +160,7 @@ def prepare_text(config: TextConfig, *, force: bool = False, progress: bool = Tr
             "data.prepared is not set: name the directory to write, e.g. data.prepared=prepared/NAME"
         )
     directory = Path(config.prepared).expanduser()
-    corpus = corpus_of(config)
-    wanted = fingerprint(config, corpus)
+    wanted = fingerprint(config)
     start = time.perf_counter()
     if directory.exists() and not force:
         meta = read_meta(directory)
@@ -166,9 +168,10 @@ def prepare_text(config: TextConfig, *, force: bool = False, progress: bool = Tr
         verify_prepared(directory, meta, progress=progress)
         status = "up to date (verified)"
     else:
-        total = corpus.count_chars()
+        corpus = corpus_of(config)
+        total = corpus.count_chars(progress=progress)
         bounds = split_bounds(total, config.val_fraction, config.test_fraction)
-        codec = build_codec(config, corpus, bounds)
+        codec = build_codec(config, corpus, bounds, progress=progress)
         meta = write_prepared(
             directory,
             meta={"config": wanted},

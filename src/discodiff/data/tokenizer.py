@@ -182,7 +182,9 @@ def load_tokenizer_file(config: TokenizerConfig, *, allow_unk: bool) -> SubwordT
     return SubwordTokenizer(tokenizer, eos_token=config.eos_token, allow_unk=allow_unk)
 
 
-def train_tokenizer(config: TokenizerConfig, texts: Iterable[str], *, allow_unk: bool) -> SubwordTokenizer:
+def train_tokenizer(
+    config: TokenizerConfig, texts: Iterable[str], *, allow_unk: bool, progress: bool = False
+) -> SubwordTokenizer:
     """Train a ``bpe`` or ``unigram`` tokenizer of ``config.vocab_size`` on ``texts`` (the training
     split), on at most ``config.max_train_chars`` of its characters."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -196,7 +198,7 @@ def train_tokenizer(config: TokenizerConfig, texts: Iterable[str], *, allow_unk:
             min_frequency=config.min_frequency,
             special_tokens=[config.eos_token],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
+            show_progress=progress,
         )
     else:  # "never" keeps chunks exact: no word marker is prepended to a chunk that starts mid-line
         tokenizer = Tokenizer(models.Unigram())
@@ -206,7 +208,7 @@ def train_tokenizer(config: TokenizerConfig, texts: Iterable[str], *, allow_unk:
             vocab_size=config.vocab_size,
             special_tokens=[config.eos_token, "<unk>"],
             unk_token="<unk>",
-            show_progress=False,
+            show_progress=progress,
         )
     tokenizer.train_from_iterator(_capped(texts, config.max_train_chars), trainer)
     return SubwordTokenizer(tokenizer, eos_token=config.eos_token, allow_unk=allow_unk)
