@@ -56,7 +56,7 @@ def test_prepared_ids_equal_in_memory_ids(corpus_dir, tmp_path):
     assert isinstance(prepared.parts["train"].base.obj, mmap.mmap)  # memory-mapped, not read
     for split in ("train", "val"):
         assert np.array_equal(prepared.parts[split], memory.parts[split]), split
-    docs = np.fromfile(tmp_path / "prepared" / "train.docs", dtype="<i8")
+    docs = prepared.documents["train"]
     assert np.array_equal(docs, memory.documents["train"]) and docs[0] == 0
     train = np.asarray(prepared.parts["train"])
     assert (train[docs[1:] - 1] == prepared.vocab.eos_id).all()  # each document ends with EOS

@@ -110,6 +110,9 @@ def test_zero_shot_characters_outside_a_character_vocabulary(tmp_path, capsys):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["train", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["bits_per_char"] == pytest.approx(metrics["bits_per_token"])  # one token per character
+    assert metrics["perplexity"] == pytest.approx(2 ** metrics["bits_per_token"])
     (tmp_path / "other.txt").write_text("abd " * 200, encoding="utf-8")
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run"), f"data.path={tmp_path / 'other.txt'}"]) == 2

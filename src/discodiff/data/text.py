@@ -102,8 +102,9 @@ class TextData(DataSource):
         self.vocab, self.seq_len, self.eval_windows, self.origin = vocab, seq_len, eval_windows, origin
         self.parts = dict(parts)
         self.documents = documents or {}
+        self._file = {name: name for name in self.parts}  # which split's file a split reads
         if len(self.parts["test"]) == 0:
-            self.parts["test"] = self.parts["val"]
+            self.parts["test"], self._file["test"] = self.parts["val"], "val"
         what = "characters" if isinstance(vocab, CharVocab) else "tokens"
         for name, part in self.parts.items():
             if len(part) < seq_len:
@@ -119,7 +120,7 @@ class TextData(DataSource):
         if self.origin is not None and ids.size and ids.max() >= len(self.vocab):
             row, col = np.unravel_index(int(ids.argmax()), ids.shape)
             raise DataError(
-                f"{self.origin / name}.bin is corrupted: id {int(ids.max())} at offset "
+                f"{self.origin / self._file[name]}.bin is corrupted: id {int(ids.max())} at offset "
                 f"{int(starts[row]) + int(col)} is outside the vocabulary of {len(self.vocab)}; "
                 "run `discodiff prepare CONFIG --force`"
             )
@@ -225,9 +226,14 @@ class TextData(DataSource):
 def build_text(config: TextConfig, state: dict | None = None) -> TextData:
     """Any text corpus (or the built-in tiny-shakespeare); ``state``: a saved encoding."""
     if config.prepared is not None:
-        parts, codec, directory = load_prepared(config, state)
+        parts, documents, codec, directory = load_prepared(config, state)
         return TextData(
-            parts, codec, seq_len=config.seq_len, eval_windows=config.eval_windows, origin=directory
+            parts,
+            codec,
+            seq_len=config.seq_len,
+            eval_windows=config.eval_windows,
+            origin=directory,
+            documents=documents,
         )
     parts, documents, codec = encode_in_memory(config, state)
     return TextData(

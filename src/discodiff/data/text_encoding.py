@@ -128,9 +128,9 @@ def encode_in_memory(config: TextConfig, state: dict | None) -> tuple[dict[str, 
     return {s: a[0] for s, a in arrays.items()}, {s: a[1] for s, a in arrays.items()}, codec
 
 
-def load_prepared(config: TextConfig, state: dict | None) -> tuple[dict[str, np.ndarray], Codec, Path]:
+def load_prepared(config: TextConfig, state: dict | None) -> tuple[dict, dict, Codec, Path]:
     """Memory-map a prepared directory checked against the config and (when restoring a run) the
-    run's saved encoding."""
+    run's saved encoding: (ids per split, document starts per split, encoding, directory)."""
     directory = Path(config.prepared).expanduser()
     meta = read_meta(directory)
     check_config(directory, meta, fingerprint(config))
@@ -141,7 +141,8 @@ def load_prepared(config: TextConfig, state: dict | None) -> tuple[dict[str, np.
             "prepare it with the run's data config"
         )
     codec = codec_from_state(config, saved)
-    return open_prepared(directory, meta, codec), codec, directory
+    parts, documents = open_prepared(directory, meta, codec)
+    return parts, documents, codec, directory
 
 
 def _read_codec_state(directory: Path) -> dict:

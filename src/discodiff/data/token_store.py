@@ -212,8 +212,11 @@ def check_config(directory: Path, meta: dict, config: dict) -> None:
             )
 
 
-def open_prepared(directory: Path, meta: dict, codec: Codec) -> dict[str, np.ndarray]:
-    """Memory-map the splits' ids after checking them against ``meta`` and ``codec``."""
+def open_prepared(
+    directory: Path, meta: dict, codec: Codec
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Memory-map the splits' ids and document starts after checking them against ``meta`` and
+    ``codec``."""
     directory = Path(directory)
     if meta.get("vocab_size") != len(codec):
         raise DataError(
@@ -223,7 +226,7 @@ def open_prepared(directory: Path, meta: dict, codec: Codec) -> dict[str, np.nda
     if meta.get("dtype") not in ("uint16", "uint32") or np.dtype(meta["dtype"]) != file_dtype(len(codec)):
         raise DataError(f"data.prepared: {directory} has id dtype {meta.get('dtype')!r}; {_hint(directory)}")
     dtype = file_dtype(len(codec))
-    parts = {}
+    parts, docs = {}, {}
     for split in SPLITS:
         entry = meta.get("splits", {}).get(split, {})
         for suffix, count, item in ((".bin", "tokens", dtype.itemsize), (".docs", "documents", 8)):
@@ -237,7 +240,10 @@ def open_prepared(directory: Path, meta: dict, codec: Codec) -> dict[str, np.nda
                     f"bytes); {_hint(directory)}"
                 )
         parts[split] = _map(directory / f"{split}.bin", dtype) if entry["tokens"] else np.zeros(0, dtype)
-    return parts
+        docs[split] = (
+            _map(directory / f"{split}.docs", DOC_DTYPE) if entry["documents"] else np.zeros(0, DOC_DTYPE)
+        )
+    return parts, docs
 
 
 def _map(file: Path, dtype: np.dtype) -> np.ndarray:
