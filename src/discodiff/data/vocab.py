@@ -83,7 +83,7 @@ class CharVocab:
     @classmethod
     def from_state(cls, state: dict) -> CharVocab:
         if not isinstance(state.get("chars"), str):
-            raise ValueError("saved text data state has no 'chars' vocabulary string")
+            raise DataError("saved text data state has no 'chars' vocabulary string")
         return cls(state["chars"], unk=bool(state.get("unk", False)))
 
     @property
