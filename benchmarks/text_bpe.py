@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -83,7 +84,8 @@ def markdown(results: dict) -> str:
         "# Shakespeare's 42 works: 4,096-token BPE against characters, "
         f"{meta['budget_s']:.0f} s CPU budget per run",
         "",
-        f"Commit {meta['commit']}, {meta['machine']}, {meta['threads']} threads, torch {meta['torch']}. "
+        f"Commit {meta['commit']}, {meta['machine']}, {meta['threads']} threads, torch {meta['torch']}, "
+        f"load average {meta.get('load_average_at_start', float('nan')):.1f} at the start. "
         f"Command: `{meta['command']}`.",
         "",
         "Same transformer (width 256, depth 4) and 256-id windows for every run; likelihood on "
@@ -128,6 +130,7 @@ def main() -> None:
             "budget_s": args.budget,
             "val_windows": args.val_windows,
             "command": "python " + " ".join(sys.argv),
+            "load_average_at_start": os.getloadavg()[0],
         },
         "prepare": {},
         "rows": [],

@@ -178,6 +178,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_prepare_memory_does_not_grow_with_the_corpus(tmp_path):
     """Peak memory of ``prepare`` (characters) on 8 and 64 copies of tiny-shakespeare (9 MB and
     71 MB) differs by less than 40 MB: the corpus streams through (about 2 minutes)."""

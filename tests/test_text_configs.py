@@ -170,6 +170,7 @@ def test_openwebtext_configs_run_one_step_on_cpu(name, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_shakespeare_works_prepare_then_train_every_config(tmp_path, monkeypatch, capsys):
     """The whole corpus on 2 cores: prepare (BPE training and encoding, about a minute), then 2
     steps of each config and ``eval --json`` in every unit (a few minutes in all)."""
