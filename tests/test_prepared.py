@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from discodiff.data.corpus import read_text
 from discodiff.data.text import TextConfig, build_text
@@ -128,6 +129,31 @@ def test_mismatched_and_corrupted_files(corpus_dir, tmp_path):
         prepare_text(cfg, progress=False)
     assert prepare_text(cfg, force=True, progress=False)["status"] == "written"
     assert build_text(cfg).train_stream(0).next(2)[0].max() < 320
+
+
+def test_changed_corpus_files_make_a_prepared_directory_stale(corpus_dir, tmp_path):
+    cfg = bpe_config(corpus_dir, tmp_path)
+    first = prepare_text(cfg, progress=False)["meta"]
+    before = np.array(build_text(cfg).parts["train"])
+    assert first["corpus"]["files"] == 4 and first["corpus"]["bytes"] == 40_000
+    doc = corpus_dir / "doc1.txt"
+    doc.write_text(doc.read_text(encoding="utf-8").upper(), encoding="utf-8")  # same size, edited
+    os.utime(
+        doc, ns=(doc.stat().st_atime_ns, doc.stat().st_mtime_ns + 2 * 10**9)
+    )  # coarse-clock file systems
+    with pytest.raises(DataError, match=r"is stale: .*\(4 files of 40,000 bytes then, 4 of 40,000 now"):
+        build_text(cfg)
+    report = prepare_text(cfg, progress=False)  # no --force needed: the files changed
+    assert report["status"] == "written again (the corpus files changed)"
+    assert report["meta"]["corpus"]["sha256"] != first["corpus"]["sha256"]
+    data = build_text(cfg)
+    assert data.decode(
+        torch.from_numpy(data.parts["train"][data.documents["train"][1] :][:40].astype(np.int64))
+    ).isupper()
+    assert not np.array_equal(np.asarray(data.parts["train"]), before)
+    (corpus_dir / "doc4.txt").write_text("an added document", encoding="utf-8")
+    with pytest.raises(DataError, match="4 files of 40,000 bytes then, 5 of 40,017 now"):
+        build_text(cfg)
 
 
 def data_vm() -> int:

@@ -20,6 +20,7 @@ documents has at most two documents cut by a split boundary.
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -141,6 +142,21 @@ class Corpus:
             raise FileNotFoundError(f"data.path: text file not found: {path}")
         return iter([path])
 
+    def signature(self) -> dict:
+        """What the corpus files are, without reading them: their count, total bytes and a
+        SHA-256 of each file's path, size and modification time, in order. An edited, added,
+        removed or renamed file changes it (a prepared directory records it to notice a stale copy)."""
+        h, count, size = hashlib.sha256(), 0, 0
+        if self.path is None:
+            text = resources.files(__package__).joinpath("builtin").joinpath(BUILTIN_CORPUS)
+            entries = [(f"builtin:{BUILTIN_CORPUS}", len(text.read_bytes()), 0)]
+        else:
+            entries = ((os.path.abspath(f), *_size_mtime(f)) for f in self.files())
+        for name, nbytes, mtime in entries:
+            h.update(f"{name}\0{nbytes}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+            count, size = count + 1, size + nbytes
+        return {"files": count, "bytes": size, "sha256": h.hexdigest()}
+
     def _raw_documents(self) -> Iterator[Iterator[str]]:
         """Each document as a stream of text blocks."""
         if self.path is None:
@@ -232,6 +248,11 @@ def _walk(root: Path) -> Iterator[Path]:
             yield from _walk(Path(entry.path))
         elif entry.is_file():
             yield Path(entry.path)
+
+
+def _size_mtime(file: Path) -> tuple[int, int]:
+    stat = file.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def _file_blocks(file: Path, *, empty_error: bool) -> Iterator[str]:

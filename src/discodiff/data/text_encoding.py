@@ -134,6 +134,14 @@ def load_prepared(config: TextConfig, state: dict | None) -> tuple[dict, dict, C
     directory = Path(config.prepared).expanduser()
     meta = read_meta(directory)
     check_config(directory, meta, fingerprint(config))
+    current = _signature(config)
+    if current is not None and meta.get("corpus", current) != current:
+        made = meta["corpus"]
+        raise DataError(
+            f"data.prepared: {directory} is stale: the corpus files at data.path changed since it was "
+            f"prepared ({made['files']} files of {made['bytes']:,} bytes then, {current['files']} of "
+            f"{current['bytes']:,} now, or edited since); run `discodiff prepare CONFIG` to write it again"
+        )
     saved = _read_codec_state(directory)
     if state and state != saved:
         raise DataError(
@@ -145,6 +153,14 @@ def load_prepared(config: TextConfig, state: dict | None) -> tuple[dict, dict, C
     return parts, documents, codec, directory
 
 
+def _signature(config: TextConfig) -> dict | None:
+    """The corpus files' signature, or None when they are gone (a prepared directory serves alone)."""
+    try:
+        return corpus_of(config).signature()
+    except FileNotFoundError:
+        return None
+
+
 def _read_codec_state(directory: Path) -> dict:
     try:
         return json.loads((directory / CODEC).read_text(encoding="utf-8"))
@@ -154,7 +170,8 @@ def _read_codec_state(directory: Path) -> dict:
 
 def prepare_text(config: TextConfig, *, force: bool = False, progress: bool = True) -> dict:
     """Encode the corpus once into ``config.prepared`` (see :mod:`~discodiff.data.token_store`);
-    an existing directory made from the same config is verified and kept unless ``force``.
+    an existing directory made from the same config and corpus files (their signature: names,
+    sizes, modification times) is verified and kept unless ``force``; changed files rewrite it.
     Returns a report: directory, status, seconds, bytes and ``meta.json``."""
     if config.prepared is None:
         raise DataError(
@@ -163,25 +180,29 @@ def prepare_text(config: TextConfig, *, force: bool = False, progress: bool = Tr
     directory = Path(config.prepared).expanduser()
     wanted = fingerprint(config)
     start = time.perf_counter()
-    if directory.exists() and not force:
+    status = "written"
+    if directory.exists() and not force:  # kept if made from this config and these files
         meta = read_meta(directory)
         check_config(directory, meta, wanted)
-        verify_prepared(directory, meta, progress=progress)
-        status = "up to date (verified)"
-    else:
+        current = _signature(config)
+        stale = current is not None and meta.get("corpus", current) != current
+        status = "written again (the corpus files changed)" if stale else "up to date (verified)"
+        if not stale:
+            verify_prepared(directory, meta, progress=progress)
+    if status != "up to date (verified)":
         corpus = corpus_of(config)
+        signature = corpus.signature()
         total = corpus.count_chars(progress=progress)
         bounds = split_bounds(total, config.val_fraction, config.test_fraction)
         codec = build_codec(config, corpus, bounds, progress=progress)
         meta = write_prepared(
             directory,
-            meta={"config": wanted},
+            meta={"config": wanted, "corpus": signature},
             codec=codec,
             encode=lambda sinks: _encode(
                 config, corpus, bounds, codec, sinks, saved=False, progress=progress, total_chars=total
             ),
         )
-        status = "written"
     size = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
     seconds = time.perf_counter() - start
     return {"directory": str(directory), "status": status, "seconds": seconds, "bytes": size, "meta": meta}

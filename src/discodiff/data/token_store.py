@@ -4,7 +4,9 @@ memory-mapped files (``discodiff prepare``) and read from it (``data.prepared``)
 A prepared directory::
 
     meta.json        format and version, id dtype, vocabulary size, EOS id, the data config it was
-                     made from, and per split: tokens, documents, characters, SHA-256 of its tokens
+                     made from, the corpus files' signature (count, bytes, SHA-256 of names, sizes
+                     and modification times: a stale directory is noticed while the files exist),
+                     and per split: tokens, documents, characters, SHA-256 of its tokens
     codec.json       the encoding (character vocabulary or tokenizer), as a run saves it
     tokenizer.json   the tokenizer, for other tools (subword encodings only)
     train.bin ...    the split's ids, raw little-endian uint16 (uint32 beyond 65,536 ids)
