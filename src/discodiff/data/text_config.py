@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ..errors import ConfigError
 from .tokenizer import TokenizerConfig
 
 
@@ -76,6 +77,6 @@ class Text8Config:
 
 def _check_common(seq_len: int, eval_windows: int | None) -> None:
     if seq_len < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
     if eval_windows is not None and eval_windows < 1:
-        raise ValueError(f"eval_windows must be >= 1 or null, got {eval_windows}")
+        raise ConfigError(f"eval_windows must be >= 1 or null, got {eval_windows}")

@@ -55,9 +55,9 @@ class CharVocab:
 
     def __init__(self, chars: str, *, unk: bool = False) -> None:
         if not chars:
-            raise ValueError("a vocabulary needs at least one character")
+            raise DataError("a vocabulary needs at least one character")
         if len(set(chars)) != len(chars):
-            raise ValueError("vocabulary characters must be distinct")
+            raise DataError("vocabulary characters must be distinct")
         self.chars = chars
         self.unk = unk
         codes = np.array([ord(c) for c in chars], dtype=np.int64)
