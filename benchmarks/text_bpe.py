@@ -86,7 +86,8 @@ def markdown(results: dict) -> str:
         "",
         f"Commit {meta['commit']}, {meta['machine']}, {meta['threads']} threads, torch {meta['torch']}, "
         f"load average {meta.get('load_average_at_start', float('nan')):.1f} at the start. "
-        f"Command: `{meta['command']}`.",
+        f"Command: `{meta['command']}`."
+        + ("" if meta.get("complete", True) else " **Partial: the run stopped before its last rows.**"),
         "",
         "Same transformer (width 256, depth 4) and 256-id windows for every run; likelihood on "
         f"{meta['val_windows']} evenly spaced validation windows (the bound for diffusion models, exact "
@@ -171,10 +172,16 @@ def main() -> None:
             }
             results["rows"].append(row)
             print(row, flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "text_bpe.json").write_text(json.dumps(results, indent=1))
-    (args.out / "text_bpe.md").write_text(markdown(results))
+            write(results, args.out, complete=False)  # an interrupted run keeps its rows, marked partial
+    write(results, args.out, complete=True)
     print(markdown(results))
+
+
+def write(results: dict, out: Path, *, complete: bool) -> None:
+    results["meta"]["complete"] = complete
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "text_bpe.json").write_text(json.dumps(results, indent=1))
+    (out / "text_bpe.md").write_text(markdown(results))
 
 
 if __name__ == "__main__":
