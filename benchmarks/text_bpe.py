@@ -87,7 +87,8 @@ def markdown(results: dict) -> str:
         f"Commit {meta['commit']}, {meta['machine']}, {meta['threads']} threads, torch {meta['torch']}, "
         f"load average {meta.get('load_average_at_start', float('nan')):.1f} at the start. "
         f"Command: `{meta['command']}`."
-        + ("" if meta.get("complete", True) else " **Partial: the run stopped before its last rows.**"),
+        + ("" if meta.get("complete", True) else " **Partial: the run stopped before its last rows.**")
+        + (f" Note: {meta['note']}." if meta.get("note") else ""),
         "",
         "Same transformer (width 256, depth 4) and 256-id windows for every run; likelihood on "
         f"{meta['val_windows']} evenly spaced validation windows (the bound for diffusion models, exact "
