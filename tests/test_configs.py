@@ -17,5 +17,7 @@ def test_config_builds(path, monkeypatch):
     cfg = load_config(path)
     if cfg.data.name == "mnist" and not (ROOT / cfg.data.config.train).exists():
         pytest.skip("shared MNIST files are not present")
+    if getattr(cfg.data.config, "prepared", None):
+        pytest.skip("reads a prepared corpus: built in tests/test_text_configs.py")
     data, method = build_run(cfg)
     assert method.event_shape == data.info.event_shape

@@ -98,13 +98,23 @@ class LoadedRun:
     step: int
 
 
-def load_run(run_dir: str | Path, *, device: torch.device, weights: str = "ema") -> LoadedRun:
-    """Rebuild a run from its directory with the latest checkpoint's EMA (or raw) weights."""
+def load_run(
+    run_dir: str | Path,
+    *,
+    device: torch.device,
+    weights: str = "ema",
+    data_overrides: list[str] | None = None,
+) -> LoadedRun:
+    """Rebuild a run from its directory with the latest checkpoint's EMA (or raw) weights;
+    ``data_overrides`` (``data.path=OTHER``) score other text with the run's encoding
+    (:mod:`discodiff.zeroshot`)."""
+    from .zeroshot import with_data_overrides
+
     run_dir = Path(run_dir)
     cfg_path = run_dir / CONFIG_FILE
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
-    config = parse_config(yaml.safe_load(cfg_path.read_text()))
+    config = with_data_overrides(parse_config(yaml.safe_load(cfg_path.read_text())), data_overrides or [])
     data, method = build_run(config, data_state=read_data_state(run_dir))
     data.use_directory(run_dir)
     path = latest_checkpoint(run_dir / "checkpoints")

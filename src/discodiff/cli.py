@@ -4,7 +4,8 @@
 
     discodiff train CONFIG.yaml [--out RUN_DIR] [--max-steps N] [--resume] [key=value ...]
     discodiff sample RUN_DIR [--num N] [--steps S] [--sampler NAME] [--out FILE]
-    discodiff eval RUN_DIR [--json] [eval.key=value ...]
+    discodiff eval RUN_DIR [--json] [eval.key=value ...] [data.path=OTHER_CORPUS ...]
+    discodiff prepare CONFIG.yaml [--force] [key=value ...]   (text: encode the corpus once to disk)
     discodiff classifier RUN_DIR [--force]      (image runs: the sample-metric classifier)
 
 User errors (:class:`~discodiff.errors.UserError`: bad config, data or arguments, corrupted
@@ -25,6 +26,8 @@ import torch
 
 from .config import ConfigError, apply_overrides, from_dict, to_dict
 from .errors import UsageError, UserError
+from .prepare import add_parser as add_prepare_parser
+from .prepare import run as prepare_command
 from .runconfig import EvalConfig, load_config
 from .state import to_device
 from .utils import resolve_device
@@ -66,8 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--progress", action="store_true", help="progress bars on stderr")
     e.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="eval overrides, e.g. eval.num_samples=10000"
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="eval overrides, e.g. eval.num_samples=10000; data.path=OTHER scores another corpus "
+        "with the run's encoding (zero-shot)",
     )
+    add_prepare_parser(sub)
     c = sub.add_parser("classifier", help="train (or reuse) the evaluation classifier of an image run")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--force", action="store_true", help="train again even if a checkpoint exists")
@@ -156,15 +164,22 @@ def _eval(args: argparse.Namespace) -> int:
     from .build import load_run
     from .evaluate import evaluate
 
-    run = load_run(args.run_dir, device=resolve_device(args.device))
-    eval_dict = apply_overrides({"eval": to_dict(run.config.eval)}, args.overrides)
+    data_overrides = [o for o in args.overrides if o.strip().startswith("data.")]
+    eval_overrides = [o for o in args.overrides if o not in data_overrides]
+    run = load_run(args.run_dir, device=resolve_device(args.device), data_overrides=data_overrides)
+    eval_dict = apply_overrides({"eval": to_dict(run.config.eval)}, eval_overrides)
     unknown = set(eval_dict) - {"eval"}
     if unknown:
-        raise ConfigError(f"eval overrides must start with 'eval.', got {', '.join(sorted(unknown))}")
+        raise ConfigError(
+            f"eval overrides must start with 'eval.' or 'data.', got {', '.join(sorted(unknown))}"
+        )
     eval_cfg = from_dict(EvalConfig, eval_dict["eval"], "eval")
     metrics, _, _ = evaluate(run.method, run.data, eval_cfg, progress=args.progress)
     metrics = {"step": run.step, **metrics}
-    (args.run_dir / "eval.json").write_text(json.dumps(metrics, indent=1))
+    if data_overrides:  # zero-shot: another corpus, recorded apart from the run's own evaluation
+        metrics["data_overrides"] = data_overrides
+    name = "eval_zero_shot.json" if data_overrides else "eval.json"
+    (args.run_dir / name).write_text(json.dumps(metrics, indent=1))
     if args.json:
         print(json.dumps(metrics))
     else:
@@ -189,7 +204,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    command = {"train": _train, "sample": _sample, "eval": _eval, "classifier": _classifier}[args.command]
+    commands = {
+        "train": _train,
+        "sample": _sample,
+        "eval": _eval,
+        "classifier": _classifier,
+        "prepare": prepare_command,
+    }
+    command = commands[args.command]
     try:
         return command(args)
     except USER_ERRORS as err:

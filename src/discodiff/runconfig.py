@@ -22,7 +22,8 @@ class TrainConfig:
     """``train:`` optimisation, logging and checkpointing."""
 
     steps: int = 10_000  # optimizer steps in total
-    batch_size: int = 256  # global batch (split evenly across data-parallel ranks)
+    batch_size: int = 256  # global batch per optimizer step (split evenly across data-parallel ranks)
+    grad_accum: int = 1  # micro-batches per step: gradients of batch_size / grad_accum rows accumulate
     lr: float = 1e-3  # peak learning rate (AdamW)
     weight_decay: float = 0.0
     beta1: float = 0.9
@@ -44,6 +45,7 @@ class TrainConfig:
         positive = {
             "steps": self.steps,
             "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
             "log_every": self.log_every,
             "ckpt_every": self.ckpt_every,
             "keep_checkpoints": self.keep_checkpoints,
@@ -55,6 +57,11 @@ class TrainConfig:
             raise ValueError("train.lr must be > 0; warmup_steps, grad_clip, weight_decay >= 0")
         if not 0 <= self.ema_decay < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("train.ema_decay must be in [0, 1) and train.min_lr_ratio in [0, 1]")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(
+                f"train.batch_size ({self.batch_size}) must be divisible by "
+                f"train.grad_accum ({self.grad_accum})"
+            )
         if self.eval_every < 0 or self.sample_every < 0:
             raise ValueError("train.eval_every and train.sample_every must be >= 0")
 

@@ -103,12 +103,14 @@ class MixingTransition(ContinuousTimeTransition):
 class SymmetricMixing(MixingTransition):
     """A mixing transition whose prior is symmetric in the data ids (uniform, absorbing)."""
 
-    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32, per_token: bool = False) -> Tensor:
         r""":meth:`.Transition.prior_kl`: every token pays the KL of token 0 (the prior is symmetric
         in the data ids), computed once in O(S) and in float64."""
         one = torch.zeros(1, 1, dtype=torch.long, device=x0.device)
-        per_token = super().prior_kl(one, dtype=torch.float64)[0]
-        return (per_token * x0[0].numel()).to(dtype).expand(x0.shape[0])
+        kl = super().prior_kl(one, dtype=torch.float64)[0].to(dtype)
+        if per_token:
+            return kl.expand(x0.shape)
+        return (kl * x0[0].numel()).expand(x0.shape[0])
 
 
 class UniformTransition(SymmetricMixing):

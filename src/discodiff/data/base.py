@@ -28,6 +28,10 @@ DATASETS: Registry[Callable[..., DataSource]] = Registry("data set")
 :meth:`DataSource.state_dict` returned (e.g. a vocabulary saved with a run); given it, the data
 set must rebuild the same encoding without re-deriving it."""
 
+PREPARERS: Registry[Callable[..., dict]] = Registry("preparable data set")
+"""Data sets that ``discodiff prepare`` can encode once to disk: ``prepare(config, *, force,
+progress) -> report`` (a dict with ``directory``, ``status``, ``seconds``, ``bytes``, ``meta``)."""
+
 
 @dataclass(frozen=True)
 class FieldInfo:
@@ -65,8 +69,6 @@ class DataInfo:
         num_classes: number of class labels (0: unlabelled).
         value_range: continuous data bounded by ``|x| <= value_range`` (used to clip x0).
         unit: name of the likelihood unit reported by ``eval`` (the NLL over ``NLLOutput.num_dims``).
-        example_unit: name of the likelihood per example in bits that ``eval`` also reports (e.g.
-            ``bits_per_graph``), or ``None``.
         fields: structured data: each field's description, by name (empty for tensor data).
         node_counts: graphs: probability of each node count ``n = 0 .. n_max`` in the training
             split (the prior ``p(n)`` of the node count).
@@ -79,7 +81,6 @@ class DataInfo:
     num_classes: int = 0
     value_range: float | None = None
     unit: str = "bits_per_dim"
-    example_unit: str | None = None
     fields: dict[str, FieldInfo] = field(default_factory=dict)
     node_counts: tuple[float, ...] | None = None
 
@@ -193,6 +194,12 @@ class DataSource(ABC):
 
     def sample_metrics(self, samples: State, cond: Tensor | None = None) -> dict[str, float]:
         """Sample-quality metrics against the test split (none by default)."""
+        return {}
+
+    def likelihood_metrics(self, nats: float, x: State) -> dict[str, float]:
+        """A total negative log-likelihood of ``nats`` over examples ``x`` in the data set's own
+        units besides :attr:`DataInfo.unit` (text: bits per token and per character, perplexity);
+        none by default."""
         return {}
 
     def infilling_example(self, n: int) -> tuple[State, State] | None:

@@ -41,15 +41,25 @@ def to_text8(text: str) -> str:
     return _NOT_LETTERS.sub(" ", text)
 
 
-class CharVocab:
-    """Characters <-> integer ids; id i is ``chars[i]``."""
+UNK_SHOWN = "\ufffd"
+"""How the ``<unk>`` id of a character vocabulary decodes (the Unicode replacement character)."""
 
-    def __init__(self, chars: str) -> None:
+
+class CharVocab:
+    """Characters <-> integer ids; id i is ``chars[i]``. With ``unk``, one more id,
+    ``len(chars)``, stands for every character outside ``chars`` (``<unk>``); without it, such
+    characters raise an error that names them."""
+
+    unit = "bits_per_char"  # each id is one character: bits per token are bits per character
+    eos_id = None  # characters have no document separator (documents are concatenated)
+
+    def __init__(self, chars: str, *, unk: bool = False) -> None:
         if not chars:
             raise DataError("a vocabulary needs at least one character")
         if len(set(chars)) != len(chars):
             raise DataError("vocabulary characters must be distinct")
         self.chars = chars
+        self.unk = unk
         codes = np.array([ord(c) for c in chars], dtype=np.int64)
         self._order = np.argsort(codes)
         self._sorted_codes = codes[self._order]
@@ -59,20 +69,31 @@ class CharVocab:
         self._char_array = np.array(list(chars))
 
     @classmethod
-    def from_text(cls, text: str) -> CharVocab:
+    def from_text(cls, text: str, *, unk: bool = False) -> CharVocab:
         """The sorted set of the characters of ``text``."""
-        return cls("".join(sorted(set(text))))
+        return cls("".join(sorted(set(text))), unk=unk)
 
     def __len__(self) -> int:
-        return len(self.chars)
+        return len(self.chars) + self.unk
+
+    def state_dict(self) -> dict:
+        """What a run saves to encode exactly the same way later."""
+        return {"chars": self.chars, "unk": True} if self.unk else {"chars": self.chars}
+
+    @classmethod
+    def from_state(cls, state: dict) -> CharVocab:
+        if not isinstance(state.get("chars"), str):
+            raise DataError("saved text data state has no 'chars' vocabulary string")
+        return cls(state["chars"], unk=bool(state.get("unk", False)))
 
     @property
     def id_dtype(self) -> np.dtype:
-        """The smallest unsigned dtype holding every id (uint8 up to 256 characters)."""
+        """The smallest dtype holding every id (uint8 up to 256 ids)."""
         return np.dtype(np.uint8) if len(self) <= 256 else np.dtype(np.int32)
 
     def encode(self, text: str) -> np.ndarray:
-        """``text`` -> ``(len(text),)`` ids in :attr:`id_dtype`; unknown characters raise."""
+        """``text`` -> ``(len(text),)`` ids in :attr:`id_dtype`; unknown characters raise (or
+        become ``<unk>``)."""
         if text.isascii():
             ids = self._ascii_table[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
             unknown = ids < 0
@@ -81,7 +102,9 @@ class CharVocab:
             pos = np.minimum(np.searchsorted(self._sorted_codes, codes), len(self) - 1)
             unknown = self._sorted_codes[pos] != codes
             ids = self._order[pos]
-        if unknown.any():
+        if unknown.any() and self.unk:
+            ids = np.where(unknown, len(self.chars), ids)
+        elif unknown.any():
             first = np.flatnonzero(unknown)
             chars = sorted({text[i] for i in first[: 100 * UNKNOWN_SHOWN]})[:UNKNOWN_SHOWN]
             raise DataError(
@@ -90,9 +113,18 @@ class CharVocab:
             )
         return ids.astype(self.id_dtype)
 
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text -> its ids."""
+        return [self.encode(text) for text in texts]
+
     def decode(self, ids: np.ndarray) -> str:
-        """``(L,)`` ids -> text."""
+        """``(L,)`` ids -> text (``<unk>`` shown as :data:`UNK_SHOWN`)."""
         ids = np.asarray(ids)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             raise ValueError(f"ids must lie in [0, {len(self)}), got [{ids.min()}, {ids.max()}]")
-        return "".join(self._char_array[ids.astype(np.int64)].tolist())
+        table = np.append(self._char_array, UNK_SHOWN) if self.unk else self._char_array
+        return "".join(table[ids.astype(np.int64)].tolist())
+
+    def count_chars(self, ids: np.ndarray) -> int:
+        """Characters of the text that ``(L,)`` ids stand for: one per id."""
+        return int(np.asarray(ids).size)

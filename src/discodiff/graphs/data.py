@@ -40,7 +40,8 @@ from ..data.base import DATASETS, DataInfo, DataSource, FieldInfo, TensorStream,
 from ..errors import DataError
 from ..metrics.graph_mmd import descriptors, graph_mmds, mmd_ratios
 from ..metrics.graph_validity import VALIDITY, IsomorphismIndex, vun
-from ..state import index
+from ..state import batch_size, index
+from ..utils import LN2
 from . import generators
 from .io import Graph, read_jsonl, write_jsonl
 from .plots import graph_grid
@@ -125,7 +126,6 @@ class GraphData(DataSource):
             event_shape=(n_max, n_max),
             kind="graph",
             unit="bits_per_entry",
-            example_unit="bits_per_graph",
             fields={
                 "nodes": FieldInfo((n_max,), "tokens", self.node_vocab, marginal=node_marginal),
                 "edges": FieldInfo(
@@ -176,6 +176,10 @@ class GraphData(DataSource):
             graph_grid(graphs, Path(stem).with_suffix(".png")),
         ]
         return paths + self.save_objects(self.to_objects(graphs), Path(stem))
+
+    def likelihood_metrics(self, nats: float, x: GraphState) -> dict[str, float]:
+        """Bits per graph: the total NLL (node count included) over the number of graphs."""
+        return {"bits_per_graph": nats / batch_size(x) / LN2}
 
     def sample_metrics(self, samples: GraphState, cond: Tensor | None = None) -> dict[str, float]:
         graphs = self.graphs_of(samples)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..base import Batch, Method
+from ..utils import LN2
 
 
 def sample_entropy(samples: Tensor, vocab_size: int) -> float:
@@ -21,6 +22,23 @@ def sample_entropy(samples: Tensor, vocab_size: int) -> float:
     p = counts / x.shape[1]
     ent = -(p * torch.log(p.clamp_min(torch.finfo(torch.float64).tiny))).sum(1)
     return float(ent.mean())
+
+
+def text_likelihood(nats: float, *, tokens: int, chars: int) -> dict[str, float]:
+    r"""A total NLL of ``nats`` over ``tokens`` ids that decode to ``chars`` characters:
+    bits per token :math:`\text{nats} / (\text{tokens} \ln 2)`, bits per character of the decoded
+    text :math:`\text{nats} / (\text{chars} \ln 2)` (the same text costs the same bits under any
+    tokenizer, so this compares across vocabularies) and perplexity per token
+    :math:`\exp(\text{nats} / \text{tokens})`."""
+    try:
+        perplexity = math.exp(nats / tokens)
+    except OverflowError:  # beyond e^709 per token: an untrained or diverged model
+        perplexity = math.inf
+    return {
+        "bits_per_token": nats / tokens / LN2,
+        "bits_per_char": nats / max(chars, 1) / LN2,
+        "perplexity": perplexity,
+    }
 
 
 @torch.no_grad()

@@ -1,10 +1,11 @@
 """The training loop. It talks to the model only through ``Method.loss`` (and, for evaluation,
 ``nll`` / ``sample``), whatever the method is.
 
-Per step: draw the global batch, keep this rank's rows, compute the loss (bf16 autocast if asked),
-stop on a non-finite loss or gradient (the last good checkpoint stays), clip, AdamW step, EMA
-update, log. Checkpoints hold everything needed to continue exactly: weights, EMA, optimizer,
-torch RNG states, the data stream's position and the step.
+Per step: draw the global batch, keep this rank's rows, compute the loss and its gradient (bf16
+autocast if asked) over ``grad_accum`` micro-batches, stop on a non-finite loss or gradient (the
+last good checkpoint stays), clip, AdamW step, EMA update, log. Checkpoints hold everything
+needed to continue exactly: weights, EMA, optimizer, torch RNG states, the data stream's position
+and the step.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..base import Batch, Method
 from ..data.base import DataSource
-from ..errors import TrainingError
+from ..errors import ConfigError, TrainingError
 from ..runconfig import TrainConfig
 from ..state import check_finite, index, to_device
 from .checkpoint import (
@@ -167,13 +168,65 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------------
 
-    def _batch(self) -> Batch:
-        x, cond = self.stream.next(self.config.batch_size)
+    def _micro_batches(self) -> list[Batch]:
+        """This rank's rows of the step's global batch as ``grad_accum`` micro-batches: micro-batch
+        k holds global rows [k m, (k + 1) m) with m = batch_size / grad_accum, each rank its share
+        of them; ``rows`` places them in the global batch (see :meth:`_forward_backward`)."""
+        size, n = self.config.batch_size, self.config.grad_accum
+        x, cond = self.stream.next(size)
         check_finite(x, f"the training batch of step {self.step + 1}")
-        offset, count = self.dist.rows(self.config.batch_size)
-        x = to_device(index(x, slice(offset, offset + count)), self.device, non_blocking=True)
-        cond = None if cond is None else cond[offset : offset + count].to(self.device)
-        return Batch(x, cond, rows=(offset, self.config.batch_size))
+        micro = size // n
+        if micro % self.dist.world_size:
+            raise ConfigError(
+                f"train.batch_size / train.grad_accum = {micro} must be divisible by the number of "
+                f"processes ({self.dist.world_size})"
+            )
+        batches = []
+        for start in range(0, size, micro):
+            offset, count = self.dist.rows(micro)
+            rows = slice(start + offset, start + offset + count)
+            xb = to_device(index(x, rows), self.device, non_blocking=True)
+            cb = None if cond is None else cond[rows].to(self.device)
+            batches.append(Batch(xb, cb, rows=(rows.start, size)))
+        return batches
+
+    def _forward_backward(self, batches: list[Batch]) -> tuple[Tensor, dict[str, float]]:
+        """Loss and gradients of the step's batch, accumulated over its micro-batches.
+
+        A micro-batch's loss is the mean over its rows, so the mean of the N losses is the loss of
+        the whole batch and the gradients of loss / N add up to its gradient. Before each
+        micro-batch after the first, torch's RNG goes back to its state at the start of the step:
+        every micro-batch draws the noise of the whole global batch and keeps its rows
+        (``Batch.rows``), so N micro-batches draw exactly the noise of one big batch and leave the
+        RNG where one big batch leaves it (exact resume). Randomness drawn inside the network
+        (dropout) repeats in every micro-batch, as it repeats on every data-parallel rank. Under
+        DDP the first N - 1 backward passes run in ``no_sync``: gradients are all-reduced once.
+        """
+        n = len(batches)
+        ddp = isinstance(self.loss_module, DistributedDataParallel)
+        cuda = self.device.type == "cuda"
+        rng = (
+            (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
+            if n > 1
+            else None
+        )
+        precision = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"
+        )
+        total, sums = None, {}
+        for k, batch in enumerate(batches):
+            if k > 0:
+                torch.set_rng_state(rng[0])
+                if cuda:
+                    torch.cuda.set_rng_state(rng[1], self.device)
+            with self.loss_module.no_sync() if ddp and k < n - 1 else nullcontext():
+                with precision:
+                    loss, _, metrics = self.loss_module(batch)
+                (loss / n).backward()
+            total = loss.detach() / n if total is None else total + loss.detach() / n
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value / n
+        return total, sums
 
     def train_step(self) -> dict[str, float]:
         """One optimizer step; returns what it logs."""
@@ -183,14 +236,12 @@ class Trainer:
         )
         for group in self.opt.param_groups:
             group["lr"] = lr
-        batch = self._batch()
+        batches = self._micro_batches()
         with self.stop_on_nonfinite(self.step + 1):
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-                loss, _, metrics = self.loss_module(batch)
+            self.opt.zero_grad(set_to_none=True)
+            loss, metrics = self._forward_backward(batches)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss.detach())}")
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
             params = [p for g in self.opt.param_groups for p in g["params"]]
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
