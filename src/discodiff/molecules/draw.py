@@ -1,0 +1,47 @@
+"""Pictures and files of generated molecules: a PNG grid (RDKit Draw) and a SMILES file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rdkit.Chem import Draw
+
+from .convert import AtomTypes, Chem, graph_to_mol, sanitize
+
+GRID_COLUMNS = 8
+GRID_CELL = 180
+"""Pixels per molecule in the grid."""
+
+INVALID_SMILES = "INVALID"
+"""What the SMILES file holds for a sample that fails sanitization."""
+
+
+def drawable(atoms: np.ndarray, bonds: np.ndarray, atom_types: AtomTypes) -> tuple[Chem.Mol | None, bool]:
+    """The whole molecule of a graph (every fragment) and whether it is valid. An invalid one is
+    drawn as generated, with its valences unchecked, so the picture shows what went wrong."""
+    raw = graph_to_mol(atoms, bonds, atom_types)
+    mol = sanitize(raw)
+    if mol is not None:
+        return mol, True
+    raw = raw.GetMol()
+    raw.UpdatePropertyCache(strict=False)
+    return raw, False
+
+
+def write_grid(
+    mols: Sequence[Chem.Mol | None], path: Path, legends: Sequence[str], *, columns: int = GRID_COLUMNS
+) -> Path:
+    """A PNG grid of molecules with a legend under each."""
+    img = Draw.MolsToGridImage(
+        list(mols), molsPerRow=columns, subImgSize=(GRID_CELL, GRID_CELL), legends=list(legends)
+    )
+    img.save(str(path))
+    return path
+
+
+def write_smiles(smiles: Sequence[str | None], path: Path) -> Path:
+    """One SMILES a line (whole molecules, fragments joined by ``.``; invalid ones as ``INVALID``)."""
+    path.write_text("".join(f"{s if s is not None else INVALID_SMILES}\n" for s in smiles))
+    return path
