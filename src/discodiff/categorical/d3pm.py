@@ -48,6 +48,8 @@ from ..base import (
     Method,
     NLLOutput,
     SampleOutput,
+    SampleRequest,
+    SamplerInfo,
     drop_labels,
     sample_labels,
 )
@@ -55,7 +57,6 @@ from ..config import Spec, component
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
 from .guidance import guided_log_probs, network_calls
-from .logspace import categorical_kl
 from .sampling import sample_categorical, sharpen, uniform
 from .transition_configs import TRANSITIONS, build_transition
 from .transitions import Transition
@@ -111,6 +112,8 @@ class D3PM(Method):
 
     samplers = ("ancestral", "argmax")
     nll_estimators = ("bound",)
+    representation = "tokens"
+    known_semantics = "replacement"
 
     def __init__(
         self,
@@ -151,9 +154,7 @@ class D3PM(Method):
 
     def reverse_from_x0(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
         r""":math:`\log p_\theta(x_s|x_t)` ``(B, *D, S)`` from an x_0 distribution ``(B, *D, K)``."""
-        if self.config.reverse == "average":
-            return self.transition.log_posterior_expected(x_t, log_p0, s, t)
-        return self.transition.log_posterior_joint(x_t, log_p0, s, t)
+        return self.transition.log_reverse(x_t, log_p0, s, t, form=self.config.reverse)
 
     def reverse_log_probs(
         self,
@@ -179,13 +180,11 @@ class D3PM(Method):
 
     def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
         r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
-        log_q1 = self.transition.log_marginal(x0, 1.0, dtype=dtype)
-        return sum_except_batch(categorical_kl(log_q1, self.transition.log_prior().to(dtype)))
+        return sum_except_batch(self.transition.prior_kl(x0, dtype=dtype))
 
     def _token_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, log_p0: Tensor) -> Tensor:
         """Per-token KL of one step, ``(B, *D)``; ``-log p(x0|x_t)`` where s = 0."""
-        log_q = self.transition.log_posterior(x_t, x0, s, t, dtype=log_p0.dtype)
-        return categorical_kl(log_q, self.reverse_from_x0(x_t, log_p0, s, t))
+        return self.transition.step_kl(x0, x_t, s, t, log_p0, form=self.config.reverse)
 
     def step_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         r""":math:`D_{KL}(q(x_s|x_t,x_0)\,\|\,p_\theta(x_s|x_t))` summed over tokens, ``(B,)`` nats.
@@ -253,35 +252,30 @@ class D3PM(Method):
             nll, num_dims, {"prior": prior, "diffusion": diffusion, "reconstruction": reconstruction}
         )
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        return SamplerInfo(
+            name,
+            nfe_per_step=1.0,
+            default_steps=self.config.sample_steps or self.T,
+            max_steps=self.T,
+            deterministic=name == "argmax",
+            limit="the model's timesteps",
+        )
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
         r"""Ancestral sampling (``"ancestral"``) or the mode of every reverse step (``"argmax"``).
 
         ``steps`` < T walks the grid points ``round(linspace(T, 0, steps + 1))`` with the skip
         kernels :math:`p_\theta(x_s|x_t)` built from :math:`q(x_s|x_t,x_0)`. Known tokens are
         re-imposed after every step, noised to :math:`q(x_s|x_0)`, and exactly at the end.
         """
-        shape = self.resolve_shape(num_or_shape)
-        sampler = sampler or self.config.sampler
-        self.check_sampler(sampler)
-        steps = steps or self.config.sample_steps or self.T
-        if not 1 <= steps <= self.T:
-            raise ValueError(f"steps must be in 1 .. T={self.T}, got {steps}")
+        shape, sampler, steps, generator = request.shape, request.sampler, request.steps, request.generator
         device = self.device
-        cond = sample_labels(cond, shape[0], self.num_classes, device)
-        known_pair = check_known_tokens(known, known_mask, shape, self.transition.vocab_size, device)
+        cond = sample_labels(request.cond, shape[0], self.num_classes, device)
+        known_pair = check_known_tokens(
+            request.known, request.known_mask, shape, self.transition.vocab_size, device
+        )
         nfe_before = self.nfe
         with torch.no_grad():
             prior = self.transition.log_prior().to(device).expand(*shape, self.transition.num_states)
@@ -290,12 +284,13 @@ class D3PM(Method):
             keep = set(
                 np.round(np.linspace(0, steps, min(TRAJECTORY_POINTS, steps + 1))).astype(int).tolist()
             )
-            trajectory = [(1.0, x.clone())] if return_trajectory else []
+            trajectory = [(1.0, x.clone())] if request.return_trajectory else []
             pairs = list(itertools.pairwise(grid))
-            for k, (i, j) in enumerate(tqdm(pairs, desc=sampler, disable=not progress, leave=False)):
-                x = self._reverse_step(x, i, j, cond, guidance_scale, sampler, generator)
+            bar = tqdm(pairs, desc=sampler, disable=not request.progress, leave=False)
+            for k, (i, j) in enumerate(bar):
+                x = self._reverse_step(x, i, j, cond, request.guidance_scale, sampler, generator)
                 x = self._impose(x, known_pair, j / self.T, generator)
-                if return_trajectory and k + 1 in keep:
+                if request.return_trajectory and k + 1 in keep:
                     trajectory.append((j / self.T, x.clone()))
         return SampleOutput(x, trajectory, self.nfe - nfe_before)
 

@@ -31,16 +31,20 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..schedules import Schedule
-from .logspace import NEG_INF, log_normalize
+from .logspace import NEG_INF, categorical_kl, log_normalize
 
 TimeLike = Tensor | float
 """A time in [0, 1]: a float, a 0-d tensor, or one time per example ``(B,)``."""
+
+ReverseForm = Literal["average", "d3pm"]
+"""How an x_0 prediction becomes a reverse step (:meth:`Transition.log_reverse`; PITFALLS (a)/(b))."""
 
 
 def as_times(t: TimeLike, x: Tensor) -> Tensor:
@@ -204,6 +208,36 @@ class Transition(nn.Module, ABC):
             (1, self.vocab_size), -math.log(self.vocab_size), dtype=torch.float64, device=device
         )
         return self.log_propagate(log_u, 0.0, 1.0)[0]
+
+    # ---- the pieces of a bound, per token (D3PM and graph diffusion sum them their own way) ---
+
+    def log_reverse(
+        self, x_t: Tensor, log_p0: Tensor, s: TimeLike, t: TimeLike, *, form: ReverseForm = "average"
+    ) -> Tensor:
+        r"""The model's reverse step :math:`\log p_\theta(x_s|x_t)` from an x_0 distribution.
+
+        ``"average"``: :meth:`log_posterior_expected` (DiGress's average of posteriors);
+        ``"d3pm"``: :meth:`log_posterior_joint` (Austin et al. 2021, Eq. 4). ``(B, *D)``,
+        ``(B, *D, K)`` -> ``(B, *D, S)``.
+        """
+        if form == "average":
+            return self.log_posterior_expected(x_t, log_p0, s, t)
+        return self.log_posterior_joint(x_t, log_p0, s, t)
+
+    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype) -> Tensor:
+        r"""Per token :math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` against :meth:`log_prior`, ``(B, *D)`` nats."""
+        return categorical_kl(self.log_marginal(x0, 1.0, dtype=dtype), self.log_prior().to(dtype))
+
+    def step_kl(
+        self, x0: Tensor, x_t: Tensor, s: TimeLike, t: TimeLike, log_p0: Tensor, *, form: ReverseForm
+    ) -> Tensor:
+        r"""Per token :math:`D_{KL}(q(x_s|x_t,x_0)\,\|\,p_\theta(x_s|x_t))`, ``(B, *D)`` nats.
+
+        At s = 0 the posterior is the point mass on :math:`x_0` and this is the reconstruction
+        term :math:`-\log p_\theta(x_0|x_t)` (D3PM, Eq. 1).
+        """
+        log_q = self.log_posterior(x_t, x0, s, t, dtype=log_p0.dtype)
+        return categorical_kl(log_q, self.log_reverse(x_t, log_p0, s, t, form=form))
 
     def _pad_states(self, log_p: Tensor) -> Tensor:
         """A distribution over data ids ``(..., K)`` as one over all states ``(..., S)``."""
