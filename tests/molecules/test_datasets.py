@@ -6,6 +6,7 @@ import importlib.util
 import numpy as np
 import pytest
 
+from discodiff.molecules.cache import Cache
 from discodiff.molecules.convert import AtomTypes, smiles_to_graph
 from discodiff.molecules.datasets import (
     QM9_PERMUTATION_SHA256,
@@ -93,7 +94,7 @@ def test_splits_and_subsets_are_seeded_partitions():
     assert len(subset_rows(10, None, seed=1)) == 10
 
 
-def test_store_densifies_exactly_what_it_holds(tmp_path):
+def test_store_densifies_exactly_what_it_holds_and_caches(tmp_path):
     smiles = ["CCO", "c1ccccc1", "[NH3+]CC([O-])=O", "C#N"]
     graphs = [smiles_to_graph(s, TYPES) for s in smiles]
     store = MoleculeSet.from_graphs(graphs, smiles, {"atom_type": 2})
@@ -107,8 +108,11 @@ def test_store_densifies_exactly_what_it_holds(tmp_path):
     sub = store.subset(np.array([2, 1]))
     assert sub.smiles == [smiles[2], smiles[1]]
     assert (sub.dense(np.arange(2), 7)[1] == store.dense(np.array([2, 1]), 7)[1]).all()
-    store.save(tmp_path / "s.safetensors")
-    again = MoleculeSet.load(tmp_path / "s.safetensors")
+    cache = Cache("k", root=tmp_path)
+    cache.save_arrays("train", store.arrays())
+    cache.save_json("train", {"smiles": store.smiles, "refused": store.refused})
+    meta = cache.load_json("train")
+    again = MoleculeSet.from_arrays(cache.load_arrays("train"), meta["smiles"], meta["refused"])
     assert again.smiles == smiles and again.refused == {"atom_type": 2}
     assert all((a == b).all() for a, b in zip(again.dense(np.arange(4), 7), store.dense(np.arange(4), 7)))
     with pytest.raises(ValueError, match="more than max_atoms"):

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from discodiff.metrics.frechet import gaussian_frechet_distance as frechet_distance
 from discodiff.molecules.convert import AtomTypes, Chem
 from discodiff.molecules.files import read_smiles_column
-from discodiff.molecules.metrics import FCD, basic_metrics, decode_graphs, frechet_distance
+from discodiff.molecules.metrics import FCD, basic_metrics, decode_graphs
 from discodiff.molecules.moses_metrics import (
     cosine_similarity,
     fragment_counts,

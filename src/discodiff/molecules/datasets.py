@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .convert import AtomTypes, Charges, canonical_smiles, discover_atom_types, mol_to_graph, parse_smiles
 from .deps import DataError
@@ -91,10 +92,13 @@ def fraction_split_rows(n: int, fractions: tuple[float, float], seed: int) -> di
     return {k: np.sort(v) for k, v in parts.items()}
 
 
-def parse_rows(records: SmilesRecords, rows: Sequence[int], *, skip_invalid: bool) -> tuple[list, Counter]:
-    """RDKit molecules of ``rows``; unreadable SMILES raise (naming lines) or are counted."""
+def parse_rows(
+    records: SmilesRecords, rows: Sequence[int], *, skip_invalid: bool, desc: str | None = None
+) -> tuple[list, Counter]:
+    """RDKit molecules of ``rows``; unreadable SMILES raise (naming lines) or are counted.
+    ``desc`` labels a progress bar (shown on a terminal)."""
     mols, bad = [], []
-    for r in np.asarray(rows).tolist():
+    for r in tqdm(np.asarray(rows).tolist(), desc=desc, disable=None if desc else True, leave=False):
         mol = parse_smiles(records.smiles[r])
         if mol is None:
             bad.append(records.lines[r])
@@ -116,7 +120,7 @@ def convert(
 ) -> MoleculeSet:
     """Graphs of ``mols``; those that cannot be graphs are counted in ``refused`` by reason."""
     graphs, smiles = [], []
-    for mol in mols:
+    for mol in tqdm(mols, desc="converting to graphs", disable=None, leave=False):
         g = mol_to_graph(mol, atom_types, max_atoms=max_atoms, charges=charges)
         if isinstance(g, str):
             refused[g] += 1

@@ -5,12 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-try:
-    from ..errors import ConfigError, DataError
-except ImportError:  # before the core's errors module lands
-    from ..config import ConfigError
-
-    DataError = ValueError
+from ..errors import ConfigError, DataError
 
 EXTRA_HINT = "pip install -e '.[molecules]' (or pip install 'discodiff[molecules]')"
 """How to install what molecule data sets and metrics need."""

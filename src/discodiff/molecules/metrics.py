@@ -23,9 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from ..metrics.frechet import gaussian_frechet_distance
 from .convert import AtomTypes, Chem, canonical_smiles, graph_to_mol, sanitize
 from .deps import require
 
@@ -123,24 +123,4 @@ class FCD:
         """FCD between two sets' statistics (``nan`` without generated statistics)."""
         if generated is None:
             return math.nan
-        return frechet_distance(reference.mu, reference.sigma, generated.mu, generated.sigma)
-
-
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """Frechet distance of two Gaussians (Dowson & Landau 1982; Preuer et al. 2018, Eq. 1):
-    ``d^2 = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2})``.
-
-    The eigenvalues of ``S1 S2`` are those of the symmetric ``S1^{1/2} S2 S1^{1/2}`` (both PSD), so
-    ``Tr((S1 S2)^{1/2})`` is the sum of the square roots of that matrix's eigenvalues: two ``eigh``
-    calls in float64 instead of a general matrix square root (fcd-torch's ``scipy.linalg.sqrtm``
-    takes seconds for 512 x 512 on one core; the two agree to 1e-6, see the tests). OpenBLAS runs
-    single-threaded here: on a busy machine its threads made a 0.2 s ``eigh`` take 7 s.
-    """
-    mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    s1, s2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    with threadpool_limits(limits=1, user_api="blas"):
-        w, v = np.linalg.eigh(s1)
-        root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-        inner = np.linalg.eigvalsh(root1 @ s2 @ root1)
-    trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
+        return gaussian_frechet_distance(reference.mu, reference.sigma, generated.mu, generated.sigma)

@@ -3,19 +3,16 @@
 MOSES has 1.58 M training molecules of up to 27 heavy atoms: as dense ``(N, 27, 27)`` long edge
 tensors that would be 9 GB. :class:`MoleculeSet` keeps atoms and bonds as flat int8 arrays with
 offsets (about 100 bytes a molecule) and builds dense padded tensors only for the rows asked for.
-It is saved to and loaded from safetensors (never pickle), with its SMILES in a JSON sidecar.
+Its arrays go to safetensors (never pickle) and its SMILES to JSON (:mod:`.cache`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
 from torch import Tensor
 
 from .convert import MolGraph
@@ -100,33 +97,22 @@ class MoleculeSet:
         edges[erow, e[:, 1], e[:, 0]] = e[:, 2]
         return torch.from_numpy(nodes), torch.from_numpy(edges), torch.from_numpy(mask)
 
-    def save(self, path: Path) -> None:
-        """``path`` (safetensors) plus ``path.json`` (SMILES and refusal counts)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        arrays = {
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arrays (for safetensors); the SMILES and refusal counts go to JSON."""
+        return {
             "num_atoms": self.num_atoms,
             "atoms": self.atoms,
             "edges": self.edges,
             "edge_counts": self.edge_counts,
         }
-        save_file(arrays, str(tmp))
-        side = path.with_suffix(".json.tmp")
-        side.write_text(json.dumps({"smiles": self.smiles, "refused": self.refused}))
-        side.replace(path.with_suffix(".json"))
-        tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> MoleculeSet:
-        arrays = load_file(str(path))
-        meta = json.loads(path.with_suffix(".json").read_text())
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], smiles: list[str], refused: dict[str, int]
+    ) -> MoleculeSet:
+        """Inverse of :meth:`arrays`."""
         return cls(
-            meta["smiles"],
-            arrays["num_atoms"],
-            arrays["atoms"],
-            arrays["edges"],
-            arrays["edge_counts"],
-            meta["refused"],
+            smiles, arrays["num_atoms"], arrays["atoms"], arrays["edges"], arrays["edge_counts"], refused
         )
 
 
