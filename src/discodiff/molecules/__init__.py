@@ -6,6 +6,7 @@ data sets call :func:`~discodiff.molecules.deps.require` before importing the mo
 it, so a missing extra gives one line naming it.
 """
 
+from . import configs
 from .deps import MissingExtraError, require
 
-__all__ = ["MissingExtraError", "require"]
+__all__ = ["MissingExtraError", "configs", "require"]
