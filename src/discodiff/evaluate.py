@@ -57,6 +57,8 @@ def likelihood(
         suffix = "" if estimator == "bound" else f"_{estimator}"
         out[f"{unit}{suffix}"] = total_nats / total_dims / LN2
         out[f"nll_nats{suffix}"] = total_nats / n
+        if data.info.example_unit:
+            out[f"{data.info.example_unit}{suffix}"] = total_nats / n / LN2
     return out
 
 

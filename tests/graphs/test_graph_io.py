@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from discodiff.graphs.io import Graph, node_count_histogram, read_jsonl, write_jsonl
-
 from discodiff.errors import DataError
+from discodiff.graphs.io import Graph, node_count_histogram, read_jsonl, write_jsonl
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "graphs"
 

@@ -39,12 +39,15 @@ class FieldInfo:
             (bool: which entries exist, e.g. the nodes of a padded graph).
         vocab_size: number of categories of a ``"tokens"`` field.
         symmetric: the field is a symmetric matrix over its last two dimensions (undirected edges).
+        marginal: ``"tokens"`` fields: frequency of each category over the entries that exist in
+            the training split (a graph's real nodes, its pairs of real nodes), or ``None``.
     """
 
     shape: tuple[int, ...]
     kind: Literal["continuous", "tokens", "mask"]
     vocab_size: int | None = None
     symmetric: bool = False
+    marginal: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,9 @@ class DataInfo:
         vocab_size: token data: number of categories.
         num_classes: number of class labels (0: unlabelled).
         value_range: continuous data bounded by ``|x| <= value_range`` (used to clip x0).
-        unit: name of the likelihood unit reported by ``eval``.
+        unit: name of the likelihood unit reported by ``eval`` (the NLL over ``NLLOutput.num_dims``).
+        example_unit: name of the likelihood per example in bits that ``eval`` also reports (e.g.
+            ``bits_per_graph``), or ``None``.
         fields: structured data: each field's description, by name (empty for tensor data).
         node_counts: graphs: probability of each node count ``n = 0 .. n_max`` in the training
             split (the prior ``p(n)`` of the node count).
@@ -73,6 +78,7 @@ class DataInfo:
     num_classes: int = 0
     value_range: float | None = None
     unit: str = "bits_per_dim"
+    example_unit: str | None = None
     fields: dict[str, FieldInfo] = field(default_factory=dict)
     node_counts: tuple[float, ...] | None = None
 
