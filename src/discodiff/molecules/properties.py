@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from rdkit.Chem import QED, Crippen
@@ -59,7 +59,8 @@ class PropertyBins:
         return np.searchsorted(np.asarray(self.edges), values, side="right").astype(np.int64)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready (lists, as a reloaded ``data_state.json`` holds them)."""
+        return {"name": self.name, "edges": list(self.edges), "targets": list(self.targets)}
 
     @classmethod
     def from_dict(cls, d: dict) -> PropertyBins:
