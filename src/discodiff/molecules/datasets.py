@@ -65,13 +65,14 @@ def qm9_split_rows(records: SmilesRecords) -> dict[str, np.ndarray]:
     """Rows of a QM9 file in each split, from its 1-based ``Index`` column."""
     if records.ids is None:
         raise DataError(
-            f"{records.path}: a QM9 file needs an index column (QM9's 1-based molecule number) "
-            "before the SMILES column, as in 'Index,SMILES'; DiGress's split is defined on it"
+            f"{records.path}: a QM9 file needs an index column (QM9's 1-based molecule number, as "
+            "'Index,SMILES' or DeepChem's 'mol_id' gdb_N) before the SMILES column; DiGress's split "
+            "is defined on it"
         )
     try:
-        ids = np.array([int(i) for i in records.ids], dtype=np.int64)
+        ids = np.array([int(i.removeprefix("gdb_")) for i in records.ids], dtype=np.int64)
     except ValueError:
-        raise DataError(f"{records.path}: the index column must hold integers") from None
+        raise DataError(f"{records.path}: the index column must hold QM9 numbers (17 or gdb_17)") from None
     if ids.min() < 1 or ids.max() > QM9_TOTAL or len(np.unique(ids)) != len(ids):
         raise DataError(f"{records.path}: QM9 indices must be distinct numbers in 1..{QM9_TOTAL}")
     split_of = np.empty(QM9_TOTAL + 1, dtype=np.int64)
