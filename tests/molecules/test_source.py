@@ -14,6 +14,7 @@ from discodiff.build import build_data, load_run
 from discodiff.cli import main
 from discodiff.molecules.draw import INVALID_SMILES
 from discodiff.runconfig import parse_config
+from molecules.shared import MOSES_DIR, needs_moses
 
 SMILES = [
     "C", "CC", "CCC", "CCO", "CCN", "CO", "CN", "C=O", "C#N", "CC=O", "CCCC", "CCCO", "CC(C)O", "OCCO",
@@ -148,3 +149,29 @@ def test_without_the_extra_a_molecule_config_fails_in_one_line(tmp_path, capsys,
     assert main(["train", str(cfg), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pip install -e '.[molecules]'" in err and "RDKit" in err
+
+
+@pytest.mark.slow
+@needs_moses
+def test_moses_loads_its_own_splits_and_scores_against_test_and_test_scaffolds(tmp_path):
+    """MOSES with 300 of its training molecules: MOSES's files as train / test_scaffolds / test,
+    novelty against all 1,584,663 training SMILES, the _testsf metrics (about a minute)."""
+    cfg = config(tmp_path)
+    cfg["data"] = {
+        "name": "moses",
+        "path": str(MOSES_DIR),
+        "train_subset": 300,
+        "eval_size": 40,
+        "reference_size": 200,
+    }
+    data = build_data(parse_config(cfg))
+    state = data.state_dict()
+    assert state["sizes"] == {"train": 300, "val": 40, "test": 40}
+    assert set(state["atom_types"]) <= {"C", "N", "O", "S", "F", "Cl", "Br"}
+    assert data.info.fields["nodes"].shape == (27,)
+    assert len(data.corpus.novelty_reference()) == 1_584_663
+    x, _ = data.split("test")
+    m = data.sample_metrics(x)
+    assert m["validity"] == 1 and m["filters"] == 1  # MOSES molecules pass the filters that chose them
+    assert m["novelty"] == 1 and 0 < m["scaf"] and m["scaf_testsf"] < m["scaf"]
+    assert {"fcd", "fcd_testsf", "snn", "snn_testsf", "frag", "frag_testsf", "int_div"} <= m.keys()
