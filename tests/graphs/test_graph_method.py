@@ -188,3 +188,34 @@ def test_generated_benchmarks_record_their_split(tmp_path):
     assert metrics["vun"] == 1.0 and metrics["mmd_degree"] < 0.05  # test graphs: valid, unique, new
     first = index(data.split("test")[0], slice(0, 1))
     assert first.node_mask.sum() == 64
+
+
+def test_classifier_free_guidance_combines_conditional_and_null_outputs():
+    process = GraphProcess(
+        MarginalTransition(CosineSchedule(), torch.tensor([0.5, 0.5])),
+        MarginalTransition(CosineSchedule(), torch.tensor([0.6, 0.4])),
+    )
+
+    def net(x_t, t, cond):  # logits that depend on the label only (-1: the null label)
+        c = cond.double()[:, None, None]
+        nodes = torch.cat([c, -c], -1).expand(-1, 3, -1) * torch.ones(1, 3, 1)
+        edges = torch.cat([c, 2 * c], -1)[:, None].expand(-1, 3, 3, -1)
+        return GraphState(nodes, edges, x_t.node_mask)
+
+    from discodiff.graphs.digress import DiGress, DiGressConfig
+
+    method = DiGress(net, process, (0, 0, 0, 1.0), config=DiGressConfig(timesteps=4), num_classes=2)
+    x = GraphState(
+        torch.zeros(2, 3, dtype=torch.long),
+        torch.zeros(2, 3, 3, dtype=torch.long),
+        torch.ones(2, 3, dtype=torch.bool),
+    )
+    cond = torch.tensor([1, 0])
+    guided = method.denoise(x, torch.full((2,), 0.5), cond, guidance_scale=3.0)
+    lc = net(x, None, cond).nodes.log_softmax(-1)
+    lu = net(x, None, torch.full_like(cond, -1)).nodes.log_softmax(-1)
+    assert torch.allclose(guided.nodes, (lu + 3.0 * (lc - lu)).log_softmax(-1))
+    with pytest.raises(UsageError, match="needs class labels"):
+        method.sample(2, guidance_scale=2.0)
+    out = method.sample(2, cond=cond, guidance_scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert out.nfe == 2 * 4

@@ -113,3 +113,19 @@ def test_eigenvector_features_are_equivariant_on_a_graph_without_symmetry():
     perm = torch.randperm(9)[None]
     out, out_p = net(x, t), net(permuted(x, perm), t)
     assert torch.allclose(out_p.edges, permuted(out, perm).edges, atol=1e-10)
+
+
+def test_gradients_stay_finite_on_symmetric_and_tiny_graphs():
+    """A complete graph has identical nodes (variance 0 in the pooled std); 1- and 2-node graphs
+    have no or a single pair."""
+    mask = torch.zeros(3, 4, dtype=torch.bool)
+    mask[0], mask[1, :1], mask[2, :2] = True, True, True
+    edges = torch.zeros(3, 4, 4, dtype=torch.long)
+    edges[0] = 1 - torch.eye(4, dtype=torch.long)
+    edges[2, 0, 1] = edges[2, 1, 0] = 1
+    spec = GraphNetSpec(event_shape=(4,), out_channels=2, node_in=1, edge_in=2, node_out=1)
+    torch.manual_seed(0)
+    net = GraphTransformer(GraphTransformerConfig(depth=2), spec)
+    out = net(GraphState(torch.zeros(3, 4, dtype=torch.long), edges, mask), torch.rand(3))
+    (out.edges.sum() + out.nodes.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -30,7 +30,16 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..base import Batch, Method, SampleOutput, SampleRequest, SamplerInfo, check_known, sample_labels
+from ..base import (
+    NULL_LABEL,
+    Batch,
+    Method,
+    SampleOutput,
+    SampleRequest,
+    SamplerInfo,
+    check_known,
+    sample_labels,
+)
 from ..categorical.guidance import combine_guidance, network_calls
 from ..categorical.logspace import NEG_INF
 from ..categorical.sampling import sample_inverse_cdf, uniform
@@ -95,7 +104,9 @@ class GraphMethod(Method):
             return GraphState(out.nodes.log_softmax(-1), out.edges.log_softmax(-1), out.node_mask)
         if cond is None:
             raise UsageError("classifier-free guidance (guidance_scale != 1) needs class labels")
-        both = self.logits(cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, torch.full_like(cond, -1)]))
+        both = self.logits(
+            cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
+        )
         B = x_t.num_graphs
         c, u = index(both, slice(0, B)), index(both, slice(B, 2 * B))
         fields = [

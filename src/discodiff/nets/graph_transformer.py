@@ -33,6 +33,9 @@ from ..graphs.state import GraphState, edge_entries
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 from .graph_features import components, cycle_counts, laplacian_features, masked_adjacency
 
+STD_EPS = 1e-6
+"""Added to pooled variances before the square root: a constant feature (a symmetric graph, a
+single pair) has variance 0, where the square root's gradient is infinite."""
 NEG_LARGE = -1e9
 """Score of padded keys before the softmax (finite, so rows of a 1-node graph stay finite)."""
 
@@ -88,7 +91,7 @@ def masked_pool(x: Tensor, mask: Tensor, dims: tuple[int, ...]) -> Tensor:
     hi = x.masked_fill(~mask[..., None], float("-inf")).amax(dims)
     empty = (m.sum(dims) == 0).expand_as(lo)
     lo, hi = lo.masked_fill(empty, 0.0), hi.masked_fill(empty, 0.0)
-    return torch.cat([mean, lo, hi, var.clamp(min=0).sqrt()], dim=-1)
+    return torch.cat([mean, lo, hi, (var.clamp(min=0) + STD_EPS).sqrt()], dim=-1)
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
@@ -111,14 +114,17 @@ class GraphAttention(nn.Module):
 
     def forward(self, x: Tensor, e: Tensor, y: Tensor, node_mask: Tensor, pair_mask: Tensor):
         xm, pm = node_mask[..., None].to(x.dtype), pair_mask[..., None].to(x.dtype)
-        q = (self.q(x) * xm)[:, :, None]  # (B, n, 1, dx)
+        q = (self.q(x) * (xm / math.sqrt(self.df)))[:, :, None]  # (B, n, 1, dx)
         k = (self.k(x) * xm)[:, None]  # (B, 1, n, dx)
-        scores = q * k / math.sqrt(self.df)  # (B, n, n, dx): one score per feature
-        scores = scores * (self.e_mul(e) * pm + 1) + self.e_add(e) * pm
-        new_e = self.y_e_add(y)[:, None, None] + (self.y_e_mul(y)[:, None, None] + 1) * scores
-        new_e = self.e_out(new_e) * pm
-        keys = node_mask[:, None, :, None]  # attend to real nodes only
-        attn = torch.softmax(scores.masked_fill(~keys, NEG_LARGE), dim=2)
+        scores = q * k  # (B, n, n, dx): one score per feature
+        # FiLM by the edges, Y (1 + W1 E) + W2 E (on every pair: padded keys are masked below,
+        # padded pairs of new_e are zeroed, and the diagonal's E is 0)
+        scores = torch.addcmul(scores + self.e_add(e), scores, self.e_mul(e))
+        film = self.y_e_mul(y)[:, None, None] + 1
+        new_e = self.e_out(torch.addcmul(self.y_e_add(y)[:, None, None], film, scores)) * pm
+        if not bool(node_mask.all()):  # attend to real nodes only
+            scores = scores.masked_fill(~node_mask[:, None, :, None], NEG_LARGE)
+        attn = torch.softmax(scores, dim=2)
         v = (self.v(x) * xm)[:, None]  # (B, 1, n, dx)
         weighted = (attn * v).sum(dim=2)  # (B, n, dx)
         new_x = self.y_x_add(y)[:, None] + (self.y_x_mul(y)[:, None] + 1) * weighted
