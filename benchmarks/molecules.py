@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -126,8 +127,9 @@ def markdown(result: dict) -> str:
         f"# Molecules: DiGress on QM9, {m['budget_s']:.0f} s CPU budget",
         "",
         f"Commit {m['commit']}, {m['machine']}, torch {m['torch']} ({m['threads']} threads); "
-        f"command `{m['command']}`. CPU figures after minutes of training; DiGress trains 1,000 epochs "
-        "on a GPU.",
+        f"command `{m['command']}`; {m['wall_seconds'] / 60:.0f} minutes in all, load average "
+        f"{m.get('load_average_at_start', float('nan')):.1f} at the start. CPU figures after minutes of "
+        "training; DiGress trains 1,000 epochs on a GPU.",
         "",
         f"{u['train_steps']} training steps in {u['train_seconds']:.0f} s; {m['samples']} samples, "
         f"ancestral, {m['steps']} steps ({1000 * u['sample_seconds_per_molecule']:.0f} ms per molecule).",
@@ -193,12 +195,15 @@ def main() -> None:
         "guidance_budget_s": args.guidance_budget,
         "samples": args.samples,
         "steps": args.steps,
+        "load_average_at_start": os.getloadavg()[0],
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     print(meta["command"], flush=True)
     result = {"meta": meta, "unconditional": unconditional(args, args.work)}
     if args.guidance_budget > 0:
         result["guided"] = guided(args, args.work)
     meta["wall_seconds"] = time.perf_counter() - start
+    meta["load_average_at_end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "molecules.json").write_text(json.dumps(result, indent=1))
     (args.out / "molecules.md").write_text(markdown(result))

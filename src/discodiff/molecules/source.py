@@ -7,8 +7,8 @@ bond, then single, double, triple). It adds, over the graph source:
 
 - class labels when ``data.condition`` names a property (QED or logP in quantile bins,
   :mod:`.properties`), for classifier-free guidance through the graph methods' labels;
-- molecule metrics instead of the graph MMDs (:mod:`.evaluation`): validity, uniqueness, novelty,
-  FCD, and MOSES's metrics;
+- molecule metrics (:mod:`.evaluation`: validity, uniqueness, novelty, FCD, MOSES's metrics)
+  instead of the graph MMDs, which DiGress does not report for molecules;
 - outputs: ``<stem>.smi`` (one SMILES a sample, ``INVALID`` where sanitization fails) and
   ``<stem>.png``, a grid of the first :data:`GRID_MOLECULES` molecules drawn by RDKit (invalid ones
   drawn as generated, labelled "invalid"), beside the graph source's ``<stem>.jsonl``.
@@ -31,7 +31,7 @@ from ..data.base import TensorStream, TrainStream
 from ..graphs.data import GraphData
 from ..graphs.io import Graph, write_jsonl
 from ..graphs.state import GraphState
-from ..state import index
+from ..state import index, to_device
 from .configs import MoleculeConfig
 from .convert import BOND_TYPES
 from .corpus import Corpus, load_corpus
@@ -136,7 +136,7 @@ class MoleculeData(GraphData):
         return [f"{name} ~ {bins.targets[c]:.2f}" if c >= 0 else "" for c in cond.tolist()]
 
     def _grid(self, samples: GraphState, path: Path, legends: list[str]) -> Path:
-        first = index(samples, slice(0, GRID_MOLECULES))
+        first = to_device(index(samples, slice(0, GRID_MOLECULES)), "cpu")
         mols, texts = [], []
         for b in range(first.num_graphs):
             k = int(first.node_mask[b].sum())
@@ -146,10 +146,6 @@ class MoleculeData(GraphData):
             mols.append(mol)
             texts.append(legends[b] if valid else f"invalid {legends[b]}".strip())
         return write_grid(mols, path, texts)
-
-    def graph_metrics(self, graphs: list[Graph]) -> dict[str, float]:
-        """Molecules are scored as molecules (:meth:`sample_metrics`), not by graph MMDs."""
-        return {}
 
 
 def build_molecule_data(kind: str, config: MoleculeConfig, state: dict | None) -> MoleculeData:
