@@ -116,6 +116,9 @@ def test_mmd_of_a_path_against_a_triangle_by_hand():
     # mean orbit counts [4/3, 2/3, 1/3, 0, ...] and [2, 0, 0, 1, ...]: squared L2 = 2, TV = 4/3
     assert emd["mmd_orbit"] == pytest.approx(2 - 2 * math.exp(-2 / (2 * 30.0**2)))
     assert tv["mmd_orbit"] == pytest.approx(2 - 2 * math.exp(-((4 / 3) ** 2) / (2 * 30.0**2)))
+    # normalized-Laplacian spectra {0, 1, 2} and {0, 1.5, 1.5}: TV 2/3; EMD 100/3 bins apart (sigma 1)
+    assert tv["mmd_spectral"] == pytest.approx(2 - 2 * math.exp(-((2 / 3) ** 2) / 2))
+    assert emd["mmd_spectral"] == pytest.approx(2 - 2 * math.exp(-((100 / 3) ** 2) / 2))
 
 
 def test_ratios_divide_by_the_train_mmd():
