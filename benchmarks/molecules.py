@@ -6,12 +6,14 @@
    fragment kept), strict validity (one connected molecule), uniqueness, novelty and FCD against
    the test split. DiGress (Vignac et al. 2023, Table 2, QM9 without hydrogens, 1,000 epochs on a
    GPU) reports validity 99.0% and uniqueness 96.3%.
-2. Guidance: the same config conditioned on QED in 4 quantile bins with label dropout 0.1
-   (classifier-free guidance), trained for ``--guidance-budget`` seconds; at guidance 0
-   (unconditional), 1, 2 and 4, the mean absolute error of the valid samples' QED to the value
-   their label requests, and their validity, beside the test molecules' own-bin and random-bin MAE.
+2. Guidance: for each property of ``--properties`` (QED, logP), the same config conditioned on
+   it in 4 quantile bins with label dropout 0.1 (classifier-free guidance), trained for
+   ``--guidance-budget`` seconds; at guidance 0 (unconditional), 1, 2 and 4, the mean absolute
+   error of the valid samples' property to the value their label requests, and their validity,
+   beside the test molecules' own-bin and random-bin MAE.
 
     PYTHONPATH=src python benchmarks/molecules.py [--budget 1800] [--guidance-budget 1200]
+        [--properties qed,logp]
 
 Writes ``molecules.json`` and ``molecules.md`` under ``--out`` (each with the commit, machine,
 command and budgets). These are CPU figures for a budget of minutes, not DiGress's training.
@@ -41,6 +43,7 @@ CONFIG = ROOT / "configs" / "molecules" / "qm9.yaml"
 DIGRESS = {"validity": 0.990, "uniqueness": 0.963}
 """DiGress's QM9 (no hydrogens) figures, Vignac et al. 2023, Table 2."""
 GUIDANCE = [0.0, 1.0, 2.0, 4.0]
+NAMES = {"qed": "QED", "logp": "logP"}
 BATCH = 500
 
 
@@ -93,9 +96,9 @@ def unconditional(args, work: Path) -> dict:
     return row
 
 
-def guided(args, work: Path) -> dict:
-    run_dir = work / "qm9_qed"
-    overrides = ["data.condition=qed", "data.condition_bins=4", "method.cond_drop_prob=0.1"]
+def guided(args, work: Path, prop: str) -> dict:
+    run_dir = work / f"qm9_{prop}"
+    overrides = [f"data.condition={prop}", "data.condition_bins=4", "method.cond_drop_prob=0.1"]
     train_seconds = train(overrides, args.guidance_budget, run_dir, args.data_path)
     run = load_run(run_dir, device=torch.device("cpu"))
     cond = sample_labels(run.data, args.samples)
@@ -107,13 +110,13 @@ def guided(args, work: Path) -> dict:
     for w in GUIDANCE:
         samples, seconds = draw(run, args.samples, args.steps, cond, w)
         metrics = run.data.sample_metrics(samples, cond)
-        row[f"qed_mae_w{w:g}"] = metrics["qed_mae"]
+        row[f"mae_w{w:g}"] = metrics[f"{prop}_mae"]
         row[f"validity_w{w:g}"] = metrics["validity"]
         row[f"sample_seconds_w{w:g}"] = seconds
-        row["qed_mae_test_own_bin"] = metrics["qed_mae_test_own_bin"]
-        row["qed_mae_test_random_bin"] = metrics["qed_mae_test_random_bin"]
+        row["mae_test_own_bin"] = metrics[f"{prop}_mae_test_own_bin"]
+        row["mae_test_random_bin"] = metrics[f"{prop}_mae_test_random_bin"]
         if w == 2.0:
-            run.data.save_samples(samples, work / "qm9_qed_w2_samples", cond)
+            run.data.save_samples(samples, work / f"qm9_{prop}_w2_samples", cond)
     return row
 
 
@@ -143,20 +146,20 @@ def markdown(result: dict) -> str:
         "Validity keeps the largest fragment (DiGress's definition); strict validity asks for one "
         "connected molecule. Uniqueness is over the valid samples, novelty over the unique valid ones.",
     ]
-    g = result.get("guided")
-    if g:
+    for prop, g in result.get("guided", {}).items():
+        name = NAMES.get(prop, prop)
         lines += [
             "",
-            f"## QED guidance ({m['guidance_budget_s']:.0f} s budget, {g['train_steps']} steps; 4 bins, "
-            "targets " + ", ".join(f"{t:.3f}" for t in g["targets"]) + ")",
+            f"## {name} guidance ({m['guidance_budget_s']:.0f} s budget, {g['train_steps']} steps; "
+            "4 bins, targets " + ", ".join(f"{t:.3f}" for t in g["targets"]) + ")",
             "",
             "| guidance | 0 (unconditional) | 1 | 2 | 4 |",
             "|---|---|---|---|---|",
-            "| QED MAE | " + " | ".join(f"{g[f'qed_mae_w{w:g}']:.4f}" for w in GUIDANCE) + " |",
+            f"| {name} MAE | " + " | ".join(f"{g[f'mae_w{w:g}']:.4f}" for w in GUIDANCE) + " |",
             "| validity | " + " | ".join(pct(g[f"validity_w{w:g}"]) for w in GUIDANCE) + " |",
             "",
-            f"Test molecules against their own bin's target: MAE {g['qed_mae_test_own_bin']:.4f}; "
-            f"against a random bin's: {g['qed_mae_test_random_bin']:.4f}.",
+            f"Test molecules against their own bin's target: MAE {g['mae_test_own_bin']:.4f}; "
+            f"against a random bin's: {g['mae_test_random_bin']:.4f}.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -175,8 +178,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=1800.0, help="training seconds, unconditional")
     parser.add_argument(
-        "--guidance-budget", type=float, default=1200.0, help="training seconds, QED (0: skip)"
+        "--guidance-budget", type=float, default=1200.0, help="training seconds per property (0: skip)"
     )
+    parser.add_argument("--properties", default="qed,logp", help="properties to guide, comma-separated")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=100, help="sampling steps (of the T = 500 grid)")
     parser.add_argument("--nll-examples", type=int, default=1000)
@@ -184,6 +188,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_molecules")
     args = parser.parse_args()
+    unknown = sorted(set(p for p in args.properties.split(",") if p) - set(NAMES))
+    if unknown:
+        parser.error(f"--properties: unknown {', '.join(unknown)} (allowed: {', '.join(NAMES)})")
     start = time.perf_counter()
     meta = {
         "commit": commit(),
@@ -193,6 +200,7 @@ def main() -> None:
         "command": "python benchmarks/molecules.py " + " ".join(sys.argv[1:]),
         "budget_s": args.budget,
         "guidance_budget_s": args.guidance_budget,
+        "properties": args.properties,
         "samples": args.samples,
         "steps": args.steps,
         "load_average_at_start": os.getloadavg()[0],
@@ -201,7 +209,8 @@ def main() -> None:
     print(meta["command"], flush=True)
     result = {"meta": meta, "unconditional": unconditional(args, args.work)}
     if args.guidance_budget > 0:
-        result["guided"] = guided(args, args.work)
+        props = [p for p in args.properties.split(",") if p]
+        result["guided"] = {p: guided(args, args.work, p) for p in props}
     meta["wall_seconds"] = time.perf_counter() - start
     meta["load_average_at_end"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)

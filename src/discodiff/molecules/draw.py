@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from rdkit.Chem import Draw
+from rdkit.Chem.Draw import rdMolDraw2D
 
 from .convert import AtomTypes, Chem, graph_to_mol, sanitize
 
@@ -33,12 +34,23 @@ def drawable(atoms: np.ndarray, bonds: np.ndarray, atom_types: AtomTypes) -> tup
 def write_grid(
     mols: Sequence[Chem.Mol | None], path: Path, legends: Sequence[str], *, columns: int = GRID_COLUMNS
 ) -> Path:
-    """A PNG grid of molecules with a legend under each."""
-    img = Draw.MolsToGridImage(
-        list(mols), molsPerRow=columns, subImgSize=(GRID_CELL, GRID_CELL), legends=list(legends)
-    )
+    """A PNG grid of molecules with a legend under each. A molecule RDKit cannot draw (an invalid
+    graph whose 2D layout puts two bonded atoms on one point) leaves its cell empty, and says so."""
+    mols, legends = list(mols), list(legends)
+    for i, mol in enumerate(mols):
+        if mol is not None and not _can_draw(mol):
+            mols[i], legends[i] = None, f"{legends[i]} (cannot be drawn)".strip()
+    img = Draw.MolsToGridImage(mols, molsPerRow=columns, subImgSize=(GRID_CELL, GRID_CELL), legends=legends)
     img.save(str(path))
     return path
+
+
+def _can_draw(mol: Chem.Mol) -> bool:
+    try:
+        rdMolDraw2D.MolDraw2DCairo(GRID_CELL, GRID_CELL).DrawMolecule(Chem.Mol(mol))
+    except RuntimeError:  # "Cannot normalize a zero length vector"
+        return False
+    return True
 
 
 def write_smiles(smiles: Sequence[str | None], path: Path) -> Path:
