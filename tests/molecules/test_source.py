@@ -177,18 +177,16 @@ def test_moses_loads_its_own_splits_and_scores_against_test_and_test_scaffolds(t
     assert {"fcd", "fcd_testsf", "snn", "snn_testsf", "frag", "frag_testsf", "int_div"} <= m.keys()
 
 
-def test_a_molecule_rdkit_cannot_draw_leaves_an_empty_cell(tmp_path):
+def test_a_molecule_rdkit_cannot_draw_is_drawn_as_its_atoms(tmp_path):
     from rdkit import Chem
 
     from discodiff.molecules.draw import write_grid
 
     # A generated (invalid) graph from a 1-step QM9 model whose 2D layout puts bonded atoms on one
     # point: RDKit's drawing raised "Cannot normalize a zero length vector" and lost the whole grid.
-    smiles = (
-        "F1234#[N+]567=[C-]189%10#C21%11%12%13#[C-]#8=52%14#[O-]=915=C=%11=6=23(=C#4#%10=7=5%12)"
-        "C#%14%13"
-    )
+    smiles = "F1234#[N+]567=[C-]189%10#C21%11%12%13#[C-]#8=52%14#[O-]=915=C=%11=6=23(=C#4#%10=7=5%12)C#%14%13"
     bad = Chem.MolFromSmiles(smiles, sanitize=False)
     bad.UpdatePropertyCache(strict=False)
     path = write_grid([Chem.MolFromSmiles("CCO"), bad], tmp_path / "grid.png", ["ok", "invalid"])
     assert path.stat().st_size > 0
+    assert bad.GetNumBonds() > 0  # the caller's molecule keeps its bonds

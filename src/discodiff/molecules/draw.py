@@ -35,11 +35,17 @@ def write_grid(
     mols: Sequence[Chem.Mol | None], path: Path, legends: Sequence[str], *, columns: int = GRID_COLUMNS
 ) -> Path:
     """A PNG grid of molecules with a legend under each. A molecule RDKit cannot draw (an invalid
-    graph whose 2D layout puts two bonded atoms on one point) leaves its cell empty, and says so."""
+    graph whose 2D layout puts two bonded atoms on one point) is drawn as its atoms alone, and its
+    legend says so."""
     mols, legends = list(mols), list(legends)
     for i, mol in enumerate(mols):
         if mol is not None and not _can_draw(mol):
-            mols[i], legends[i] = None, f"{legends[i]} (cannot be drawn)".strip()
+            atoms = Chem.RWMol(mol)
+            for bond in list(atoms.GetBonds()):
+                atoms.RemoveBond(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx())
+            atoms = atoms.GetMol()
+            mols[i] = atoms if _can_draw(atoms) else None
+            legends[i] = f"{legends[i]} (bonds not drawn)".strip()
     img = Draw.MolsToGridImage(mols, molsPerRow=columns, subImgSize=(GRID_CELL, GRID_CELL), legends=legends)
     img.save(str(path))
     return path
