@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -102,7 +103,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
     lines = [
         f"# Graphs: DiGress (configs/graphs/*.yaml), {meta['budget_s']:.0f} s CPU budget per set",
         "",
-        f"commit {meta['commit']}, {meta['machine']}, {meta['threads']} threads, torch {meta['torch']};"
+        f"commit {meta['commit']}, {meta['machine']}, {meta['threads']} threads, torch {meta['torch']},"
+        f" load average {meta.get('load_average')} at the end, {meta['wall_seconds']:.0f} s in all;"
         f" command: `{meta['command']}`",
         "",
         "Squared MMDs against the test split (community/ego: EMD kernels, GDSS's protocol; planar/SBM: TV",
@@ -149,6 +151,7 @@ def main() -> None:
         "commit": commit.stdout.strip() or "unknown",
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],  # at the end (load slows every row)
         "torch": torch.__version__,
         "budget_s": args.budget,
         "command": " ".join(["python", *sys.argv]),

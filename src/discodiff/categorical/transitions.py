@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..schedules import Schedule
+from ..utils import sum_except_batch
 from .logspace import NEG_INF, categorical_kl, log_normalize
 
 TimeLike = Tensor | float
@@ -224,9 +225,12 @@ class Transition(nn.Module, ABC):
             return self.log_posterior_expected(x_t, log_p0, s, t)
         return self.log_posterior_joint(x_t, log_p0, s, t)
 
-    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype) -> Tensor:
-        r"""Per token :math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` against :meth:`log_prior`, ``(B, *D)`` nats."""
-        return categorical_kl(self.log_marginal(x0, 1.0, dtype=dtype), self.log_prior().to(dtype))
+    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32, per_token: bool = False) -> Tensor:
+        r"""The bound's prior term :math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` against :meth:`log_prior`
+        (Austin et al. 2021, Eq. 5, :math:`L_T`), in nats: summed over tokens ``(B,)``, or per token
+        ``(B, *D)`` with ``per_token`` (graph diffusion sums over its own masks)."""
+        kl = categorical_kl(self.log_marginal(x0, 1.0, dtype=dtype), self.log_prior().to(dtype))
+        return kl if per_token else sum_except_batch(kl)
 
     def step_kl(
         self, x0: Tensor, x_t: Tensor, s: TimeLike, t: TimeLike, log_p0: Tensor, *, form: ReverseForm

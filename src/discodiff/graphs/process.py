@@ -135,10 +135,11 @@ class GraphProcess(nn.Module):
 
     def prior_kl(self, x0: GraphState, *, dtype: torch.dtype = torch.float64) -> dict[str, Tensor]:
         r""":math:`D_{KL}(q(G_1|G_0)\,\|\,p(G_1))` per field, ``(B,)`` nats."""
-        return {
-            f: masked_sum(tr.prior_kl(getattr(x0, f), dtype=dtype), self.entries(f, x0.node_mask))
-            for f, tr in self.transitions().items()
-        }
+        out = {}
+        for f, tr in self.transitions().items():
+            kl = tr.prior_kl(getattr(x0, f), dtype=dtype, per_token=True)
+            out[f] = masked_sum(kl, self.entries(f, x0.node_mask))
+        return out
 
     def step_kl(
         self,
