@@ -29,6 +29,8 @@ from typing import Literal
 import numpy as np
 from rdkit import Chem, RDLogger
 
+from ..errors import ConfigError, DataError
+
 RDLogger.DisableLog("rdApp.*")  # invalid generated molecules are expected and counted, not logged
 
 BOND_TYPES = ("none", "single", "double", "triple")
@@ -69,7 +71,7 @@ def parse_label(label: str) -> tuple[str, int]:
     """Inverse of :func:`atom_label`: ``"[N+]" -> ("N", 1)``."""
     m = _LABEL.match(label.strip())
     if m is None or not _is_element(m.group(1)):
-        raise ValueError(f"{label!r} is not an atom type (examples: C, N, Cl, [N+], [O-])")
+        raise ConfigError(f"{label!r} is not an atom type (examples: C, N, Cl, [N+], [O-])")
     sign = m.group(2)
     if sign is None:
         return m.group(1), 0
@@ -92,10 +94,10 @@ class AtomTypes:
 
     def __post_init__(self) -> None:
         if not self.labels:
-            raise ValueError("at least one atom type is needed")
+            raise ConfigError("at least one atom type is needed")
         keys = [parse_label(label) for label in self.labels]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"atom types repeat: {list(self.labels)}")
+            raise ConfigError(f"atom types repeat: {list(self.labels)}")
         object.__setattr__(self, "_index", {k: i for i, k in enumerate(keys)})
         object.__setattr__(self, "_keys", tuple(keys))
 
@@ -230,5 +232,5 @@ def discover_atom_types(mols: Iterable[Chem.Mol], *, charges: Charges = "types")
             label = atom_label(a.GetSymbol(), a.GetFormalCharge())
             counts[label] = counts.get(label, 0) + 1
     if not counts:
-        raise ValueError("no atoms to build the atom types from")
+        raise DataError("no atoms to build the atom types from")
     return AtomTypes(tuple(sorted(counts, key=lambda k: (-counts[k], k))))

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from rdkit.Chem import QED, Crippen
 
+from ..errors import ConfigError, DataError
 from .convert import Chem
 
 PROPERTIES: dict[str, Callable[[Chem.Mol], float]] = {"qed": QED.qed, "logp": Crippen.MolLogP}
@@ -70,10 +71,10 @@ class PropertyBins:
 def fit_bins(name: str, values: np.ndarray, bins: int) -> PropertyBins:
     """Equally populated bins of the training values (edges at the k / bins quantiles)."""
     if bins < 2:
-        raise ValueError(f"property guidance needs at least 2 bins, got {bins}")
+        raise ConfigError(f"property guidance needs at least 2 bins, got {bins}")
     edges = np.quantile(values, np.arange(1, bins) / bins)
     if len(np.unique(edges)) != len(edges):
-        raise ValueError(f"{name}: the training values are too concentrated for {bins} distinct bins")
+        raise DataError(f"{name}: the training values are too concentrated for {bins} distinct bins")
     labels = np.searchsorted(edges, values, side="right")
     targets = tuple(float(np.median(values[labels == k])) for k in range(bins))
     return PropertyBins(name, tuple(float(e) for e in edges), targets)

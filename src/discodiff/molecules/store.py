@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from .convert import MolGraph
 
 
@@ -83,7 +84,7 @@ class MoleculeSet:
         b = len(idx)
         counts = self.num_atoms[idx]
         if b and counts.max() > max_atoms:
-            raise ValueError(f"a molecule has {int(counts.max())} atoms, more than max_atoms={max_atoms}")
+            raise DataError(f"a molecule has {int(counts.max())} atoms, more than max_atoms={max_atoms}")
         nodes = np.zeros((b, max_atoms), dtype=np.int64)
         row = np.repeat(np.arange(b), counts)
         col = _ranks(counts)
