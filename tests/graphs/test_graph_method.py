@@ -20,6 +20,8 @@ from discodiff.runconfig import parse_config
 from discodiff.schedules import CosineSchedule
 from discodiff.state import index
 
+from . import TINY_NET
+
 
 def small_graphs(count: int, seed: int) -> list[Graph]:
     rng = np.random.default_rng(seed)
@@ -75,14 +77,7 @@ def data_and_method(method: dict, **data_kw):
         {
             "data": {"name": "graphs", "path": "unused.jsonl"},
             "method": method,
-            "net": {
-                "name": "graph_transformer",
-                "depth": 1,
-                "width_x": 16,
-                "width_e": 8,
-                "width_y": 8,
-                "heads": 2,
-            },
+            "net": TINY_NET,
         }
     )
     from discodiff.build import build_method

@@ -10,6 +10,8 @@ from discodiff.cli import main
 from discodiff.graphs.io import from_networkx, write_jsonl
 from runs import write_config
 
+from . import TINY_NET
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
@@ -19,14 +21,7 @@ def run_dir(tmp_path_factory):
     cfg = {
         "data": {"name": "graphs", "path": str(path), "mmd": "emd"},
         "method": {"name": "digress", "timesteps": 6},
-        "net": {
-            "name": "graph_transformer",
-            "depth": 1,
-            "width_x": 16,
-            "width_e": 8,
-            "width_y": 8,
-            "heads": 2,
-        },
+        "net": TINY_NET,
         "train": {"steps": 3, "batch_size": 8, "warmup_steps": 1, "log_every": 1, "ckpt_every": 3},
         "eval": {"batch_size": 8, "nll_examples": 0, "num_samples": 6},
     }

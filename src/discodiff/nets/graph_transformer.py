@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..errors import ConfigError
 from ..graphs.state import GraphState, edge_entries
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 from .graph_features import components, cycle_counts, laplacian_features, masked_adjacency
@@ -221,5 +222,5 @@ class GraphTransformer(nn.Module):
 @NETS.register("graph_transformer", config=GraphTransformerConfig)
 def build_graph_transformer(config: GraphTransformerConfig, spec: NetSpec) -> GraphTransformer:
     if not isinstance(spec, GraphNetSpec):
-        raise ValueError("net 'graph_transformer' models graphs: use it with a graph method and graph data")
+        raise ConfigError("net 'graph_transformer' models graphs: use it with a graph method and graph data")
     return GraphTransformer(config, spec)
