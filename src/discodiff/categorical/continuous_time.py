@@ -171,7 +171,19 @@ class ContinuousTimeMethod(Method):
         r"""Off-diagonal reverse rates :math:`\hat R_\theta(t)[x_t, y] = R(t)[y, x_t]\,s_\theta(x_t)_y`
         (0 at :math:`y = x_t`), ``(B, *D, S)`` in the network's dtype (the draws are float64)."""
         ratio = self.log_ratios(x_t, t, cond, guidance_scale=guidance_scale).exp()
-        return ratio.mul_(self.transition.jump_weights(x_t, t, dtype=ratio.dtype))
+        return ratio.mul_(self.rate_weights(x_t, t, dtype=ratio.dtype))
+
+    def rate_weights(self, x_t: Tensor, t: Tensor, *, dtype: torch.dtype) -> Tensor:
+        r"""Hook: the weights :math:`w_y` that make rates of ratios, :math:`\hat R(x_t, y) = w_y s_y`,
+        ``(B, *D, S)``, 0 at :math:`y = x_t`. Default: the forward rates into :math:`x_t`,
+        :math:`R(t)[y, x_t]` (a time reversal); discrete flow matching supplies its own."""
+        return self.transition.jump_weights(x_t, t, dtype=dtype)
+
+    def target_log_ratios(self, x0: Tensor, x_t: Tensor, t: Tensor, *, dtype: torch.dtype) -> Tensor:
+        r"""Hook: :math:`\log s^{x_0}`, whose rates :math:`w_y s^{x_0}_y` are the data-conditioned
+        process the bound compares the model with (score entropy), ``(B, *D, S)``. Default: the
+        conditioned reverse chain, :math:`q(y|x_0)/q(x_t|x_0)`."""
+        return log_ratios_given_x0(self.transition, x_t, x0, t, dtype=dtype)
 
     def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
         r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
@@ -193,8 +205,8 @@ class ContinuousTimeMethod(Method):
         log_ratio = self.log_ratios(x_t, t, cond)
         if dtype is not None:
             log_ratio = log_ratio.to(dtype)
-        true = log_ratios_given_x0(self.transition, x_t, x0, t, dtype=log_ratio.dtype)
-        weights = self.transition.jump_weights(x_t, t, dtype=log_ratio.dtype)
+        true = self.target_log_ratios(x0, x_t, t, dtype=log_ratio.dtype)
+        weights = self.rate_weights(x_t, t, dtype=log_ratio.dtype)
         return sum_except_batch(score_entropy(log_ratio, true, weights))
 
     # ---- the interface -------------------------------------------------------------------------
