@@ -23,6 +23,7 @@ import torch
 
 from .config import ConfigError, apply_overrides, from_dict, to_dict
 from .runconfig import EvalConfig, load_config
+from .state import to_device
 from .train.checkpoint import CheckpointError
 from .train.loop import TrainingError
 from .utils import resolve_device
@@ -137,7 +138,7 @@ def _sample(args: argparse.Namespace) -> int:
     )
     stem = (args.out or args.run_dir / "samples" / "sample").with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in run.data.save_samples(out.x.cpu(), stem, cond):
+    for path in run.data.save_samples(to_device(out.x, "cpu"), stem, cond):
         print(path)
     return 0
 

@@ -22,8 +22,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..base import Batch, Method
-from ..data.base import DataSource, check_finite
+from ..data.base import DataSource
+from ..errors import TrainingError
 from ..runconfig import TrainConfig
+from ..state import check_finite, index, to_device
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -36,10 +38,6 @@ from .checkpoint import (
 from .distributed import DistInfo
 from .ema import EMA
 from .lr import lr_at
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss or gradient)."""
 
 
 class _LossModule(nn.Module):
@@ -158,7 +156,7 @@ class Trainer:
         x, cond = self.stream.next(self.config.batch_size)
         check_finite(x, f"the training batch of step {self.step + 1}")
         offset, count = self.dist.rows(self.config.batch_size)
-        x = x[offset : offset + count].to(self.device, non_blocking=True)
+        x = to_device(index(x, slice(offset, offset + count)), self.device, non_blocking=True)
         cond = None if cond is None else cond[offset : offset + count].to(self.device)
         return Batch(x, cond, rows=(offset, self.config.batch_size))
 
