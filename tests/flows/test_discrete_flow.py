@@ -6,10 +6,12 @@ import itertools
 
 import pytest
 import torch
+from torch import nn
 
 from discodiff.base import Batch
 from discodiff.data.base import DataInfo
-from discodiff.flows import DiscreteFlowConfig, Modulus
+from discodiff.errors import UsageError
+from discodiff.flows import AutoregressiveLayer, DiscreteFlow, DiscreteFlowConfig, LocationScale, Modulus
 from discodiff.flows.method import build_discrete_flow
 from discodiff.flows.modular import mod_add, mod_sub, one_hot, straight_through
 from discodiff.nets.transformer import Transformer, TransformerConfig
@@ -148,23 +150,59 @@ def test_modular_ops_have_the_gradients_of_the_bilinear_forms(op):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
 
 
-def test_training_lowers_the_exact_nll_and_conditioning_works():
+class TableNet(nn.Module):
+    """``out[:, d] = table[d, id at input position d]``: causal for an autoregressive layer (its
+    input at d is the state at d - 1), a lookup with no shared parameters."""
+
+    def __init__(self, length: int, K: int, out: int) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(length, K + 1, out))
+
+    def forward(self, inp, t, cond=None):
+        return torch.einsum("bdk,dko->bdo", inp, self.table[: inp.shape[1]])
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_training_learns_a_dependence_no_factorized_model_has(scale):
+    """x_1 = 2 x_0 + 1 mod 5: the best factorized model pays 2 H(x_0), the flow can reach H(x_0).
+    Measured: 0.90-0.92 nats (H = 0.898) after 200 steps for 4 seeds, with and without scales."""
     K, L = 5, 2
-    gen = torch.Generator().manual_seed(0)
-    cond = torch.randint(0, 2, (256,), generator=gen)
-    x = torch.stack([cond * 2, (cond * 2 + 1) % K], 1)  # each class one sequence
-    info = DataInfo(event_shape=(L,), kind="tokens", vocab_size=K, num_classes=2)
+    p0 = torch.tensor([0.6, 0.3, 0.1, 0.0, 0.0])
+    entropy = float(-(p0[:3] * p0[:3].log()).sum())
+    x0 = torch.multinomial(p0, 512, replacement=True, generator=torch.Generator().manual_seed(0))
+    x = torch.stack([x0, (2 * x0 + 1) % K], 1)
     torch.manual_seed(0)
-    config = DiscreteFlowConfig(layers=["autoregressive"], temperature=0.5)
-    small = TransformerConfig(width=32, depth=1, heads=2, cond_dim=16, time_dim=16)
-    method = build_discrete_flow(config, info, lambda spec: Transformer(spec, small))
-    opt = torch.optim.Adam(method.parameters(), lr=3e-2)
-    before = float(method.nll(Batch(x, cond)).nll.mean())
-    for _ in range(150):
+    transform = LocationScale(K, 0.5, scale=scale)
+    layer = AutoregressiveLayer(TableNet(L, K, transform.out_channels), transform, "latent")
+    method = DiscreteFlow([layer], vocab_size=K, event_shape=(L,))
+    opt = torch.optim.Adam(method.parameters(), lr=5e-2)
+    for _ in range(200):
         opt.zero_grad()
-        method.loss(Batch(x, cond)).loss.backward()
+        method.loss(Batch(x)).loss.backward()
         opt.step()
-    after = float(method.nll(Batch(x, cond)).nll.mean())
-    assert after < 0.3 < before, (before, after)
-    out = method.sample(4, cond=torch.tensor([0, 1, 0, 1]), generator=torch.Generator().manual_seed(1))
-    assert out.x.tolist() == [[0, 1], [2, 3], [0, 1], [2, 3]]
+    nll = float(method.nll(Batch(x)).nll.mean())
+    assert nll < entropy + 0.05 < 2 * entropy, (nll, entropy)
+
+
+def test_class_labels_condition_every_layer_and_sampling_refuses_what_flows_cannot_do():
+    K, L = 6, 3
+    method = flow(K, L, seed=2, num_classes=2, layers=["coupling", "autoregressive"])
+    x = all_sequences(K, L)
+    with torch.no_grad():
+        z = [method.to_latent(one_hot(x, K), torch.full((len(x),), c)).argmax(-1) for c in (0, 1)]
+    assert all(len(torch.unique(zc, dim=0)) == len(x) for zc in z)
+    assert not torch.equal(z[0], z[1])
+    gen = torch.Generator().manual_seed(0)
+    out = method.sample(5, cond=torch.tensor([0, 1, 0, 1, 1]), generator=gen)
+    assert out.x.shape == (5, L) and out.nfe == 2
+    with pytest.raises(UsageError, match="needs labels"):
+        method.sample(2)
+    with pytest.raises(UsageError, match="guidance"):
+        method.sample(2, cond=torch.tensor([0, 1]), guidance_scale=2.0)
+    with pytest.raises(UsageError, match="known"):
+        method.sample(2, cond=torch.tensor([0, 1]), known=x[:2], known_mask=x[:2] > 0)
+    with pytest.raises(UsageError, match="steps must be None or 1"):
+        method.sample(2, cond=torch.tensor([0, 1]), steps=4)
+    info = method.sampler_info("invert")
+    assert info.deterministic and info.nfe_per_step == 2
+    assert method.estimator_info("exact").exact and not method.estimator_info("exact").monte_carlo

@@ -32,9 +32,21 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..base import METHODS, Batch, LossOutput, Method, NLLOutput, SampleOutput
+from ..base import (
+    METHODS,
+    Batch,
+    EstimatorInfo,
+    LossOutput,
+    Method,
+    NLLOutput,
+    SampleOutput,
+    SampleRequest,
+    SamplerInfo,
+    sample_labels,
+)
 from ..categorical.sampling import sample_categorical
 from ..categorical.validation import check_tokens
+from ..errors import UsageError
 from ..utils import LN2
 from .layers import AutoregressiveLayer, CouplingLayer, FlowLayer, LocationScale, Permutation
 from .modular import ids_of, one_hot
@@ -75,6 +87,8 @@ class DiscreteFlow(Method):
 
     samplers = ("invert",)
     nll_estimators = ("exact", "bound")  # exact; as its own (tight) bound it answers both
+    representation = "tokens"
+    known_semantics = "none"
 
     def __init__(
         self,
@@ -141,35 +155,44 @@ class DiscreteFlow(Method):
         nll = -log_p.sum(dim=1)
         return NLLOutput(nll, torch.full_like(nll, float(self.length)))
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        calls = sum(layer.calls("to_data", self.length) for layer in self.layers)
+        return SamplerInfo(
+            name,
+            nfe_per_step=float(calls),
+            default_steps=1,
+            min_steps=1,
+            max_steps=1,
+            deterministic=True,
+            limit="one pass through the layers",
+        )
+
+    def estimator_info(self, name: str) -> EstimatorInfo:
+        self.check_estimator(name)
+        return EstimatorInfo(name, exact=True, monte_carlo=False)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {f"layer{i}": layer.net for i, layer in enumerate(self.layers) if hasattr(layer, "net")}
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
         """``z ~ p_base``, returned as :math:`f^{-1}(z)` (deterministic given z)."""
-        shape = self.resolve_shape(num_or_shape)
-        self.check_sampler(sampler or "invert")
-        if steps not in (None, 1):
-            raise ValueError(f"a discrete flow samples in one pass: steps must be None or 1, got {steps}")
-        if guidance_scale != 1.0:
-            raise ValueError("discrete flows have no classifier-free guidance: guidance_scale must be 1")
-        if known is not None or known_mask is not None:
-            raise ValueError("discrete flows cannot condition on known values (no infilling / inpainting)")
-        n = shape[0]
-        labels = self._labels(cond, n)
+        if request.guidance_scale != 1.0:
+            raise UsageError("discrete flows have no classifier-free guidance: guidance_scale must be 1")
+        if request.known is not None or request.known_mask is not None:
+            raise UsageError("discrete flows cannot condition on known values (no infilling / inpainting)")
+        shape, n = request.shape, request.num
+        if tuple(shape[1:]) != self.event_shape:
+            raise UsageError(
+                f"a discrete flow samples its training shape {self.event_shape}, got {shape[1:]}"
+            )
+        if request.cond is None and self.num_classes > 0:
+            raise UsageError("this model is class-conditional: sample needs labels (cond)")
+        labels = sample_labels(request.cond, n, self.num_classes, self.device)
         with torch.no_grad():
             log_base = self.log_base().expand(n, *self.log_base().shape)
-            z = one_hot(sample_categorical(log_base, generator=generator), self.vocab_size)
-            trajectory = [(1.0, ids_of(z).reshape(shape))] if return_trajectory else None
+            z = one_hot(sample_categorical(log_base, generator=request.generator), self.vocab_size)
+            trajectory = [(1.0, ids_of(z).reshape(shape))] if request.return_trajectory else None
             x = ids_of(self.to_data(z, labels, trajectory=trajectory)).reshape(shape)
         nfe = sum(layer.calls("to_data", self.length) for layer in self.layers)
         return SampleOutput(x, trajectory or [], nfe)
@@ -182,21 +205,9 @@ class DiscreteFlow(Method):
 
     def _check_labels(self, cond: Tensor | None) -> None:
         if cond is not None and self.num_classes == 0:
-            raise ValueError("this model is unconditional: the batch must not carry labels")
+            raise UsageError("this model is unconditional: the batch must not carry labels")
         if cond is None and self.num_classes > 0:
-            raise ValueError("this model is class-conditional: the batch needs labels")
-
-    def _labels(self, cond: Tensor | None, n: int) -> Tensor | None:
-        if cond is None:
-            if self.num_classes > 0:
-                raise ValueError("this model is class-conditional: sample needs labels (cond)")
-            return None
-        self._check_labels(cond)
-        if cond.shape != (n,) or cond.dtype != torch.long:
-            raise ValueError(
-                f"cond must be a long tensor of shape ({n},), got {cond.dtype} {tuple(cond.shape)}"
-            )
-        return cond.to(self.device)
+            raise UsageError("this model is class-conditional: the batch needs labels")
 
 
 def build_layers(
