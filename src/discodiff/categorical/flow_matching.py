@@ -93,6 +93,13 @@ class DFMConfig(ContinuousTimeOptions):
         super().__post_init__()
         if self.eta < 0:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
+        defaults = ContinuousTimeOptions()
+        corrector = ("corrector_steps", "corrector_step_size", "corrector_entry_time")
+        if any(getattr(self, key) != getattr(defaults, key) for key in corrector):
+            raise ValueError(
+                "corrector_steps / corrector_step_size / corrector_entry_time belong to the CTMC 'pc' "
+                "sampler, which DFM does not offer; DFM's stochasticity is eta"
+            )
 
 
 class DiscreteFlowMatching(ContinuousTimeMethod):
