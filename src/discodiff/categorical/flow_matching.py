@@ -127,6 +127,7 @@ class DiscreteFlowMatching(ContinuousTimeMethod):
         if not isinstance(transition, (AbsorbingTransition, UniformTransition)):
             raise ValueError(f"DFM needs a mask (absorbing) or uniform path, got {type(transition).__name__}")
         super().__init__(net, transition, options, event_shape=event_shape, num_classes=num_classes)
+        self.closed = None  # its own target and weights: the core's generic score-entropy path
         # pinned known tokens: the mask source conditions exactly (as MDLM), the uniform one not
         self.known_semantics = "exact" if isinstance(transition, AbsorbingTransition) else "replacement"
 
