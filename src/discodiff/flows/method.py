@@ -46,7 +46,7 @@ from ..base import (
 )
 from ..categorical.sampling import sample_categorical
 from ..categorical.validation import check_tokens
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..utils import LN2
 from .layers import AutoregressiveLayer, CouplingLayer, FlowLayer, LocationScale, Permutation
 from .modular import ids_of, one_hot
@@ -230,7 +230,7 @@ def build_layers(
         transform = LocationScale(vocab_size, config.temperature, scale=config.scale)
         if kind == "coupling":
             if length < 2:
-                raise ValueError("coupling layers need at least 2 positions per example")
+                raise ConfigError("coupling layers need at least 2 positions per example")
             mask = (torch.arange(length) + couplings) % 2 == 1
             layers.append(CouplingLayer(net_for(False, transform.out_channels), transform, mask))
             couplings += 1
@@ -246,7 +246,7 @@ def build_discrete_flow(config: DiscreteFlowConfig, info, net_factory) -> Discre
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None:
-        raise ValueError("method 'discrete_flow' models token data (DataInfo.kind == 'tokens')")
+        raise ConfigError("method 'discrete_flow' models token data (DataInfo.kind == 'tokens')")
     length, K = math.prod(info.event_shape), info.vocab_size
 
     def net_for(causal: bool, out_channels: int):
