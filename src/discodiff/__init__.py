@@ -4,7 +4,7 @@ Every method exposes ``loss(batch)``, ``nll(batch)`` and ``sample(...)``; see
 :mod:`discodiff.base`. Time runs over [0, 1] with data at t = 0 and noise at t = 1.
 """
 
-from . import autoregressive, categorical, data, embedding, gaussian, graphs, molecules, nets
+from . import autoregressive, categorical, data, embedding, flows, gaussian, graphs, molecules, nets
 from .base import Batch, LossOutput, Method, NLLOutput, SampleOutput
 from .schedules import SCHEDULES
 
@@ -21,6 +21,7 @@ __all__ = [
     "categorical",
     "data",
     "embedding",
+    "flows",
     "gaussian",
     "graphs",
     "molecules",

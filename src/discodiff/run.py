@@ -74,7 +74,7 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
         if samples.trajectory:
             trainer.data.plot_trajectory(samples.trajectory, run_dir / "trajectory.png")
     example = trainer.data.infilling_example(INFILL_EXAMPLES)
-    if example is not None:
+    if example is not None and trainer.method.known_semantics != "none":  # e.g. discrete flows
         known, mask = example
         with trainer.averaged() as model:
             out = model.sample(

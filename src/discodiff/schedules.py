@@ -202,6 +202,32 @@ class LogLinearSchedule(Schedule):
         return (1 - self.eps) / (1 - (1 - self.eps) * t)
 
 
+@SCHEDULES.register("polynomial")
+@dataclass(frozen=True)
+class PolynomialSchedule(Schedule):
+    r"""Discrete flow matching's polynomial scheduler in our time: :math:`\bar\alpha(t) = (1-t)^n`.
+
+    Flow matching writes the mixture path with data at time 1, :math:`\kappa(s) = s^n` (Gat et al.
+    2024, Sec. 2.4 and their ``PolynomialConvexScheduler``); with data at t = 0,
+    :math:`\bar\alpha(t) = \kappa(1 - t)`, so :math:`\bar\sigma(t) = -n\log(1-t)`,
+    :math:`\bar\sigma'(t) = n/(1-t)`. ``exponent: 1`` is the linear (CondOT) scheduler
+    :math:`\kappa(s) = s` (Campbell et al. 2024's linear path), the same curve as ``loglinear``
+    with ``eps: 0``. :math:`\bar\alpha(1) = 0` exactly.
+    """
+
+    exponent: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.exponent <= 0:
+            raise ValueError(f"polynomial schedule needs exponent > 0, got {self.exponent}")
+
+    def sigma_bar(self, t: Tensor) -> Tensor:
+        return -self.exponent * torch.log1p(-t)
+
+    def dsigma_bar(self, t: Tensor) -> Tensor:
+        return self.exponent / (1 - t)
+
+
 @SCHEDULES.register("geometric")
 @dataclass(frozen=True)
 class GeometricSchedule(Schedule):

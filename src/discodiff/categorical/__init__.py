@@ -1,10 +1,11 @@
 """Categorical diffusion over token data: transitions, the categorical sampler, D3PM, masked
-diffusion, and the continuous-time methods (CTMC, UDLM, SEDD)."""
+diffusion, the continuous-time methods (CTMC, UDLM, SEDD) and discrete flow matching."""
 
-from . import ctmc, d3pm, masked, sedd
+from . import ctmc, d3pm, flow_matching, masked, sedd
 from .continuous_time import ContinuousTimeMethod, ContinuousTimeOptions
 from .ctmc import CTMC, CTMCConfig, UDLMConfig
 from .d3pm import D3PM, D3PMConfig
+from .flow_matching import DFMConfig, DiscreteFlowMatching
 from .masked import MaskedConfig, MaskedDiffusion
 from .matrix_transitions import (
     DenseTransition,
@@ -30,7 +31,9 @@ __all__ = [
     "ContinuousTimeOptions",
     "ContinuousTimeTransition",
     "D3PMConfig",
+    "DFMConfig",
     "DenseTransition",
+    "DiscreteFlowMatching",
     "DiscretizedGaussianTransition",
     "GridTransition",
     "MarginalTransition",
@@ -46,6 +49,7 @@ __all__ = [
     "build_transition",
     "ctmc",
     "d3pm",
+    "flow_matching",
     "masked",
     "sample_categorical",
     "sample_inverse_cdf",

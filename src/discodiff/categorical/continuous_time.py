@@ -197,11 +197,18 @@ class ContinuousTimeMethod(Method):
             rows = self.ratio_rows(x_t, t, cond, guidance_scale=guidance_scale)
             return self.closed.reverse_rates(rows, x_t, t)
         ratio = self.log_ratios(x_t, t, cond, guidance_scale=guidance_scale).exp()
-        return ratio.mul_(self.transition.jump_weights(x_t, t, dtype=ratio.dtype))
+        return ratio.mul_(self.rate_weights(x_t, t, dtype=ratio.dtype))
+
+    def rate_weights(self, x_t: Tensor, t: Tensor, *, dtype: torch.dtype) -> Tensor:
+        r"""Hook: the weights :math:`w_y` that make rates of ratios, :math:`\hat R(x_t, y) = w_y s_y`,
+        ``(B, *D, S)``, 0 at :math:`y = x_t`. Default: the forward rates into :math:`x_t`,
+        :math:`R(t)[y, x_t]` (a time reversal); discrete flow matching supplies its own."""
+        return self.transition.jump_weights(x_t, t, dtype=dtype)
 
     def target_log_ratios(self, x0: Tensor, x_t: Tensor, t: Tensor, *, dtype: torch.dtype) -> Tensor:
-        r"""The target of the generic path, :math:`\log s^{x_0}(x_t)` ``(B, *D, S)``: the ratios of
-        the process given the data (:func:`.ratios.log_ratios_given_x0`)."""
+        r"""Hook: :math:`\log s^{x_0}`, whose rates :math:`w_y s^{x_0}_y` are the data-conditioned
+        process the bound compares the model with (score entropy), ``(B, *D, S)``. Default: the
+        conditioned reverse chain, :math:`q(y|x_0)/q(x_t|x_0)`."""
         return log_ratios_given_x0(self.transition, x_t, x0, t, dtype=dtype)
 
     def elbo_integrand(
@@ -224,7 +231,7 @@ class ContinuousTimeMethod(Method):
         if dtype is not None:
             log_ratio = log_ratio.to(dtype)
         true = self.target_log_ratios(x0, x_t, t, dtype=log_ratio.dtype)
-        weights = self.transition.jump_weights(x_t, t, dtype=log_ratio.dtype)
+        weights = self.rate_weights(x_t, t, dtype=log_ratio.dtype)
         return sum_except_batch(score_entropy(log_ratio, true, weights))
 
     # ---- the interface -------------------------------------------------------------------------

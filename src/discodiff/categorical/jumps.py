@@ -8,6 +8,8 @@ Gumbel-max), Poisson counts are drawn in float64.
 
 - :func:`euler_log_probs`: the first-order transition probabilities :math:`\delta_{xy} + h\hat R(x,y)`
   (Campbell et al. 2022, Sec. 4.3; SEDD's Euler predictor, Lou et al. 2024).
+- :func:`exponential_log_probs`: at most one jump, taken with the probability of at least one,
+  :math:`1 - e^{-h\sum_y\hat R(x,y)}` (discrete flow matching's Euler step).
 - :func:`tau_leap`: Poisson jump counts per token (Campbell et al. 2022, Sec. 4.3; Gillespie 2001).
   Ordinal ids: every jump applies, :math:`x + \sum_y (y - x) P_y` clamped to the id range.
   Nominal ids: a jump count :math:`N \sim \mathrm{Poisson}(h\sum_y\hat R(x,y))` and a target
@@ -60,6 +62,30 @@ def euler_log_probs(rates: Tensor, x: Tensor, h: Tensor) -> Tensor:
     probs = per_token(h.to(rates.dtype), rates.dim()) * rates
     stay = (1.0 - probs.sum(dim=-1, keepdim=True)).clamp(min=0.0)
     return probs.scatter_(-1, x[..., None], stay).log_()
+
+
+def exponential_log_probs(rates: Tensor, x: Tensor, h: Tensor) -> Tensor:
+    r"""One step with the rates held fixed and at most one jump: the token leaves with the
+    probability of at least one jump, :math:`1 - e^{-h\lambda}`, :math:`\lambda = \sum_{y\ne x}
+    \hat R(x,y)`, to :math:`y \propto \hat R(x, y)`; it stays with :math:`e^{-h\lambda}`.
+
+    The Euler step of discrete flow matching (Gat et al. 2024; flow_matching's
+    ``MixtureDiscreteEulerSolver``; PITFALLS: "1 - exp(-h sum u), not h sum u"); always a proper
+    distribution, so no step is too long. Float64.
+
+    Args:
+        rates: ``(B, *D, S)`` off-diagonal rates out of ``x`` (0 at ``x``).
+        x: ``(B, *D)`` long current states.
+        h: ``(B,)`` step lengths.
+
+    Returns:
+        ``(B, *D, S)`` log-probabilities.
+    """
+    rates = rates.to(torch.float64, copy=True)
+    total = rates.sum(dim=-1, keepdim=True)
+    jump = -torch.expm1(-per_token(h.to(torch.float64), rates.dim()) * total)
+    probs = rates.mul_(jump / total.clamp(min=torch.finfo(torch.float64).tiny))
+    return probs.scatter_(-1, x[..., None], 1.0 - jump).log_()
 
 
 def tau_leap(
