@@ -16,11 +16,13 @@ from . import data as _data  # noqa: F401  (registers data sets)
 from . import gaussian as _gaussian  # noqa: F401  (registers methods)
 from . import nets as _nets  # noqa: F401  (registers networks)
 from .base import METHODS, Method
-from .config import ConfigError, to_dict
+from .config import ConfigError, load_yaml, to_dict
 from .data import DATASETS, DataSource
+from .errors import CheckpointError
+from .memory import check_network_size
 from .nets import NETS, NetSpec
 from .runconfig import RunConfig, parse_config
-from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from .train.checkpoint import load_newest
 
 CONFIG_FILE = "config.yaml"
 DATA_STATE_FILE = "data_state.json"
@@ -33,11 +35,23 @@ def build_data(config: RunConfig, state: dict | None = None) -> DataSource:
         raise ConfigError(f"data ({config.data.name}): {err}") from None
 
 
-def build_method(config: RunConfig, data: DataSource) -> Method:
-    """The method for ``data``, with its network built from ``config.net``."""
+TRAINING_COPIES = 4
+"""Copies of the weights training holds: weights, gradients and AdamW's two moments (EMA: one more)."""
+
+
+def build_method(config: RunConfig, data: DataSource, *, training: bool = False) -> Method:
+    """The method for ``data``, with its network built from ``config.net`` (after checking that it
+    fits in memory, with its training state when ``training``)."""
     net_builder = NETS.get(config.net.name)
+    copies = TRAINING_COPIES + (config.train.ema_decay > 0) if training else 1
 
     def net_factory(spec: NetSpec) -> torch.nn.Module:
+        check_network_size(
+            lambda: net_builder(config.net.config, spec),
+            f"net ({config.net.name})",
+            config.net.config,
+            copies=copies,
+        )
         try:
             return net_builder(config.net.config, spec)
         except ValueError as err:
@@ -51,9 +65,11 @@ def build_method(config: RunConfig, data: DataSource) -> Method:
         raise ConfigError(f"method ({config.method.name}): {err}") from None
 
 
-def build_run(config: RunConfig, *, data_state: dict | None = None) -> tuple[DataSource, Method]:
+def build_run(
+    config: RunConfig, *, data_state: dict | None = None, training: bool = False
+) -> tuple[DataSource, Method]:
     data = build_data(config, data_state)
-    method = build_method(config, data)
+    method = build_method(config, data, training=training)
     for estimator in config.eval.estimators:
         if estimator not in method.nll_estimators:
             raise ConfigError(
@@ -77,7 +93,23 @@ def save_run_files(run_dir: Path, config: RunConfig, data: DataSource) -> None:
 
 def read_data_state(run_dir: Path) -> dict | None:
     path = run_dir / DATA_STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is corrupted: not valid JSON ({err})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is corrupted: expected a JSON object, got {type(state).__name__}")
+    return state
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config a run directory holds, checked like any config."""
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
+    return parse_config(load_yaml(cfg_path))
 
 
 @dataclass
@@ -91,21 +123,17 @@ class LoadedRun:
 def load_run(run_dir: str | Path, *, device: torch.device, weights: str = "ema") -> LoadedRun:
     """Rebuild a run from its directory with the latest checkpoint's EMA (or raw) weights."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
-    config = parse_config(yaml.safe_load(cfg_path.read_text()))
+    config = read_run_config(run_dir)
     data, method = build_run(config, data_state=read_data_state(run_dir))
     data.use_directory(run_dir)
-    path = latest_checkpoint(run_dir / "checkpoints")
-    if path is None:
-        raise CheckpointError(f"{run_dir} has no checkpoint yet")
-    ckpt = load_checkpoint(path)
+    path, ckpt = load_newest(run_dir / "checkpoints")
     group = "ema" if weights == "ema" and ckpt.group("ema") else "model"
     state = {k: v for k, v in ckpt.group(group).items() if not k.startswith("__")}
     try:
         method.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path} does not fit the run's model: {err}") from None
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the run's model: {' '.join(str(err).split())[:400]}"
+        ) from None
     method.to(device).eval()
     return LoadedRun(config, data, method, ckpt.step)
