@@ -49,6 +49,8 @@ from .image_files import (
 
 MNIST_LEVELS = 256
 """MNIST and Fashion-MNIST pixels are bytes."""
+MNIST_SIDE = 28
+"""MNIST and Fashion-MNIST images are 28x28; CSV rows must hold 1 + 784 values."""
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 """Where Debian's ``dataset-fashion-mnist`` package installs the four IDX files."""
@@ -311,12 +313,20 @@ class MNISTConfig(ImageOptions):
 def mnist_splits(config: MNISTConfig) -> dict[str, LabelledImages]:
     """train / val / test images for an MNIST-style configuration (see the module docstring)."""
     train = read_image_path(
-        config.train, prefix="train", csv_label_column=config.csv_label_column, levels=MNIST_LEVELS
+        config.train,
+        prefix="train",
+        csv_label_column=config.csv_label_column,
+        levels=MNIST_LEVELS,
+        csv_side=MNIST_SIDE,
     )
     test = None
     if config.test is not None:
         test = read_image_path(
-            config.test, prefix="t10k", csv_label_column=config.csv_label_column, levels=MNIST_LEVELS
+            config.test,
+            prefix="t10k",
+            csv_label_column=config.csv_label_column,
+            levels=MNIST_LEVELS,
+            csv_side=MNIST_SIDE,
         )
     elif Path(config.train).is_dir() and first_existing(Path(config.train), "t10k-images-idx3-ubyte"):
         test = read_image_path(config.train, prefix="t10k")

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..metrics.text import sample_entropy
 from .base import DATASETS, DataInfo, DataSource, GeneratedStream, TrainStream
 from .vocab import TEXT8_ALPHABET, CharVocab, to_text8
@@ -240,6 +241,21 @@ def _saved_vocab(state: dict | None) -> CharVocab | None:
     return CharVocab(state["chars"])
 
 
+def _check_part_lengths(config: TextConfig, n: int, train_end: int, val_end: int) -> None:
+    """Each part of the text must hold at least one window (checked before the vocabulary, which
+    an empty training part cannot give)."""
+    parts = {"train": train_end, "val": val_end - train_end}
+    if config.test_fraction > 0:
+        parts["test"] = n - val_end
+    source = f"data.path: {config.path}" if config.path else f"the built-in {BUILTIN_CORPUS}"
+    for name, length in parts.items():
+        if length < config.seq_len:
+            raise DataError(
+                f"{source} has {n} characters; its {name} part has {length}, fewer than "
+                f"seq_len={config.seq_len}; use a shorter data.seq_len or a longer text"
+            )
+
+
 @DATASETS.register("text", config=TextConfig)
 def build_text(config: TextConfig, state: dict | None = None) -> TextData:
     """Any text file (or the built-in tiny-shakespeare); ``state``: a saved vocabulary."""
@@ -247,6 +263,7 @@ def build_text(config: TextConfig, state: dict | None = None) -> TextData:
     if config.format == "text8":
         text = to_text8(text)
     train_end, val_end = split_bounds(len(text), config.val_fraction, config.test_fraction)
+    _check_part_lengths(config, len(text), train_end, val_end)
     vocab = _saved_vocab(state)
     if vocab is None:
         if config.format == "text8":
