@@ -25,6 +25,7 @@ import torch
 from .config import ConfigError, apply_overrides, from_dict, to_dict
 from .errors import CheckpointError, TrainingError, UserError
 from .runconfig import EvalConfig, load_config
+from .state import to_device
 from .train.checkpoint import CheckpointWarning
 from .utils import resolve_device
 
@@ -132,7 +133,7 @@ def _sample(args: argparse.Namespace) -> int:
     )
     stem = (args.out or args.run_dir / "samples" / "sample").with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in run.data.save_samples(out.x.cpu(), stem, cond):
+    for path in run.data.save_samples(to_device(out.x, "cpu"), stem, cond):
         print(path)
     return 0
 

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .state import device_of, to_device
 from .utils import format_bytes
 
 
@@ -109,7 +110,7 @@ def _saved_bytes(method, batch, limit: float, precision: str) -> tuple[float, bo
                 raise _ProbeFull
         return t
 
-    device = batch.x.device
+    device = device_of(batch.x)
     buffers = {name: b.detach().clone() for name, b in method.named_buffers()}
     was_training = method.training
     try:
@@ -152,7 +153,7 @@ def check_training_memory(
     casts = weights // 2 if cfg.precision == "bf16" else 0  # the weights' bf16 copies under autocast
     budget = max(available - state, 0)
     x, cond = data.train_stream(seed).next(1)
-    probe = Batch(x.to(device), None if cond is None else cond.to(device), rows=(0, 1))
+    probe = Batch(to_device(x, device), None if cond is None else cond.to(device), rows=(0, 1))
     counted = _saved_bytes(method, probe, casts + budget / batch, cfg.precision)
     if counted is None:
         return

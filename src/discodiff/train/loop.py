@@ -21,9 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from ..base import Batch, Method
-from ..data.base import DataSource, check_finite
+from ..data.base import DataSource
 from ..errors import CheckpointError, TrainingError
 from ..runconfig import TrainConfig
+from ..state import check_finite, index, to_device
 from .checkpoint import (
     Checkpoint,
     latest_checkpoint,
@@ -170,7 +171,7 @@ class Trainer:
         x, cond = self.stream.next(self.config.batch_size)
         check_finite(x, f"the training batch of step {self.step + 1}")
         offset, count = self.dist.rows(self.config.batch_size)
-        x = x[offset : offset + count].to(self.device, non_blocking=True)
+        x = to_device(index(x, slice(offset, offset + count)), self.device, non_blocking=True)
         cond = None if cond is None else cond[offset : offset + count].to(self.device)
         return Batch(x, cond, rows=(offset, self.config.batch_size))
 
