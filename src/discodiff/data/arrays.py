@@ -25,7 +25,7 @@ W2_MAX_POINTS = 5000
 NPY_MAGIC = b"\x93NUMPY"
 """The first bytes of every ``.npy`` file (NumPy's format specification)."""
 MIN_TRAIN_ROWS = 2
-"""Training rows needed to estimate a standard deviation."""
+"""Training rows needed to estimate a standard deviation (standardize: true)."""
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -65,7 +65,7 @@ def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
                 )
         try:
             arr = np.load(path, allow_pickle=False)
-        except ValueError as err:
+        except (ValueError, EOFError, OSError) as err:
             if "allow_pickle" in str(err):
                 raise DataError(
                     f"{path} holds Python objects (dtype object), which are never unpickled; save a "
@@ -129,10 +129,12 @@ class ArrayData(DataSource):
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.split_seed))
         n_test, n_val = max(1, int(n * config.test_fraction)), int(n * config.val_fraction)
         parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
-        if len(parts["train"]) < MIN_TRAIN_ROWS:
+        needed = MIN_TRAIN_ROWS if config.standardize and not state else 1
+        if len(parts["train"]) < needed:
+            why = " to standardize (or set data.standardize: false)" if needed > 1 else ""
             raise DataError(
                 f"data file {config.path} has {n} rows: after {n_test} test and {n_val} validation rows, "
-                f"{len(parts['train'])} remain for training; at least {MIN_TRAIN_ROWS} are needed"
+                f"{len(parts['train'])} remain for training; at least {needed} are needed{why}"
             )
         if state:
             mean, std = torch.tensor(state["mean"]), torch.tensor(state["std"])
