@@ -255,6 +255,13 @@ def outside_latest(run: Path) -> None:
     (run / "checkpoints" / "latest").write_text("../../other/step_00000020\n")
 
 
+def symlinked_latest(run: Path) -> None:
+    """``latest`` names a step directory that is a link to a checkpoint outside the run."""
+    shutil.copytree(run / "checkpoints" / "step_00000020", run.parent / "elsewhere")
+    shutil.rmtree(run / "checkpoints" / "step_00000020")
+    (run / "checkpoints" / "step_00000020").symlink_to(run.parent / "elsewhere")
+
+
 def bad_data_state(run: Path) -> None:
     (run / "data_state.json").write_text("{not json")
 
@@ -423,6 +430,7 @@ CASES: list[Case] = [
     ),
     run_case("latest_outside_run", "checkpoint", "error", r"latest", outside_latest),
     run_case("latest_absolute_path", "checkpoint", "error", r"latest", set_latest("/etc\n")),
+    run_case("latest_names_a_link", "checkpoint", "error", r"latest.*not a link", symlinked_latest),
     run_case(
         "all_checkpoints_damaged",
         "checkpoint",

@@ -146,7 +146,7 @@ def read_csv_images(
     if side is not None and table.shape[1] != side * side + 1:
         raise ValueError(
             f"{path}: {table.shape[1]} columns per row; expected {side * side + 1} (a label and "
-            f"{side}x{side} = {side * side} pixels)"
+            f"{side}x{side} = {side * side} pixels; set data.csv_image_side for other sizes)"
         )
     side = math.isqrt(table.shape[1] - 1)
     if side * side != table.shape[1] - 1 or side == 0:

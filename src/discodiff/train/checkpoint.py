@@ -82,7 +82,7 @@ def step_dirs(root: Path) -> list[Path]:
     """The checkpoint directories under ``root``, oldest first."""
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if STEP_NAME.fullmatch(p.name) and p.is_dir()]
+    found = [p for p in root.iterdir() if STEP_NAME.fullmatch(p.name) and p.is_dir() and not p.is_symlink()]
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
@@ -217,10 +217,10 @@ def read_latest(root: Path) -> str | None:
     if not pointer.is_file():
         return None
     name = pointer.read_text(errors="replace").strip()
-    if not STEP_NAME.fullmatch(name):
+    if not STEP_NAME.fullmatch(name) or (root / name).is_symlink():
         raise CheckpointError(
             f"{pointer} holds {name[:80]!r}, which is not a checkpoint of this run: it must name a "
-            f"step_NNNNNNNN directory inside {root}; fix or delete it"
+            f"step_NNNNNNNN directory inside {root} (not a link); fix or delete it"
         )
     return name
 
