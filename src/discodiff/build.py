@@ -16,9 +16,9 @@ from . import data as _data  # noqa: F401  (registers data sets)
 from . import gaussian as _gaussian  # noqa: F401  (registers methods)
 from . import nets as _nets  # noqa: F401  (registers networks)
 from .base import METHODS, Method
-from .config import ConfigError, load_yaml, to_dict
+from .config import load_yaml, to_dict
 from .data import DATASETS, DataSource
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError, DataError, UserError
 from .memory import check_network_size
 from .nets import NETS, NetSpec
 from .runconfig import RunConfig, parse_config
@@ -29,10 +29,18 @@ DATA_STATE_FILE = "data_state.json"
 
 
 def build_data(config: RunConfig, state: dict | None = None) -> DataSource:
+    """The data set of ``config``; a user error (bad file, bad values) names the data set. Any
+    other exception is a bug and passes unchanged."""
     try:
         return DATASETS.get(config.data.name)(config.data.config, state=state)
-    except (ValueError, FileNotFoundError) as err:
-        raise ConfigError(f"data ({config.data.name}): {err}") from None
+    except UserError as err:
+        raise type(err)(f"data ({config.data.name}): {err}") from None
+    except FileNotFoundError as err:
+        raise DataError(f"data ({config.data.name}): {err}") from None
+
+
+class _NetError(ConfigError):
+    """A network's user error, already named (the method's builder passes it on)."""
 
 
 TRAINING_COPIES = 4
@@ -41,7 +49,8 @@ TRAINING_COPIES = 4
 
 def build_method(config: RunConfig, data: DataSource, *, training: bool = False) -> Method:
     """The method for ``data``, with its network built from ``config.net`` (after checking that it
-    fits in memory, with its training state when ``training``)."""
+    fits in memory, with its training state when ``training``); user errors name the network or
+    the method."""
     net_builder = NETS.get(config.net.name)
     copies = TRAINING_COPIES + (config.train.ema_decay > 0) if training else 1
 
@@ -54,15 +63,15 @@ def build_method(config: RunConfig, data: DataSource, *, training: bool = False)
         )
         try:
             return net_builder(config.net.config, spec)
-        except ValueError as err:
-            raise ConfigError(f"net ({config.net.name}): {err}") from None
+        except UserError as err:
+            raise _NetError(f"net ({config.net.name}): {err}") from None
 
     try:
         return METHODS.get(config.method.name)(config.method.config, data.info, net_factory)
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"method ({config.method.name}): {err}") from None
+    except _NetError as err:
+        raise ConfigError(str(err)) from None
+    except UserError as err:
+        raise type(err)(f"method ({config.method.name}): {err}") from None
 
 
 def build_run(

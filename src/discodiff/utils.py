@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+from .errors import UsageError
 
 LN2 = 0.6931471805599453
 """ln 2: nats per bit."""
@@ -33,31 +37,46 @@ def mean_except_batch(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
+def log1mexp(x: Tensor) -> Tensor:
+    r""":math:`\log(1 - e^{x})` for :math:`x \le 0`, accurate at both ends and safe to differentiate.
+
+    :math:`\log(-\mathrm{expm1}(x))` for :math:`x > -\ln 2`, :math:`\mathrm{log1p}(-e^{x})` below
+    (Mächler 2012, "Accurately computing log(1 - exp(-|a|))"). Each branch gets arguments where it
+    is finite, so the masked branch's backward is never 0 * inf = NaN. ``-inf`` at ``x = 0``, ``0``
+    at ``x = -inf``.
+    """
+    near = x > -math.log(2.0)
+    x_near, x_far = torch.where(near, x, -1.0), torch.where(near, -1.0, x)
+    return torch.where(near, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
+
+
 def resolve_device(device: str, what: str = "device") -> torch.device:
     """``"auto"`` picks CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are
-    checked against the machine (``what`` names the setting in errors)."""
+    checked against the machine (``what`` names the setting in errors: a config field raises
+    :class:`ConfigError`, a command-line option ``--...`` a :class:`UsageError`)."""
     from .errors import ConfigError
 
+    error = UsageError if what.startswith("--") else ConfigError
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     allowed = "allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"{what}: unknown device {device!r}; {allowed}") from None
+        raise error(f"{what}: unknown device {device!r}; {allowed}") from None
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigError(f"{what}: {device!r}, but this machine has no CUDA device; use 'auto' or 'cpu'")
+            raise error(f"{what}: {device!r}, but this machine has no CUDA device; use 'auto' or 'cpu'")
         if dev.index is not None and dev.index >= count:
-            raise ConfigError(
+            raise error(
                 f"{what}: {device!r}, but this machine has {count} CUDA device(s) (cuda:0..{count - 1})"
             )
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ConfigError(f"{what}: 'mps', but MPS is not available here; use 'auto' or 'cpu'")
+            raise error(f"{what}: 'mps', but MPS is not available here; use 'auto' or 'cpu'")
     elif dev.type != "cpu":
-        raise ConfigError(f"{what}: unsupported device {device!r}; {allowed}")
+        raise error(f"{what}: unsupported device {device!r}; {allowed}")
     return dev
 
 
