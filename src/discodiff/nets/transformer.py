@@ -134,7 +134,7 @@ class Transformer(nn.Module):
         self.time_dim = config.time_dim
         self.length = _check_event_shape(spec)
         if config.max_len is not None and config.max_len < self.length:
-            raise ValueError(
+            raise ConfigError(
                 f"max_len={config.max_len} is shorter than the data's sequences of {self.length} "
                 "positions; raise net.max_len or lower data.seq_len"
             )
