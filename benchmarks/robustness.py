@@ -193,10 +193,17 @@ def _last_line(text: str) -> str:
 
 
 def _commit() -> str:
+    """The commit of the ``discodiff`` sources the cases ran (``PYTHONPATH`` may point at another
+    checkout, e.g. main's for a ``before`` run), with ``+dirty`` for uncommitted changes."""
+    import discodiff
+
+    src = Path(discodiff.__file__).resolve().parent
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+        head = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=src, text=True).strip()
+        dirty = subprocess.check_output(["git", "status", "--porcelain", "--", "."], cwd=src, text=True)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")
 
 
 def write_results(outcomes: list[Outcome], label: str, out: Path, command: str) -> None:
@@ -206,6 +213,7 @@ def write_results(outcomes: list[Outcome], label: str, out: Path, command: str) 
     counts = Counter(o.result for o in outcomes)
     runs[label] = {
         "commit": _commit(),
+        "source": str(Path(__import__("discodiff").__file__).resolve().parents[1]),
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "command": command,
         "cases": len(outcomes),
@@ -215,7 +223,13 @@ def write_results(outcomes: list[Outcome], label: str, out: Path, command: str) 
     path.write_text(json.dumps(runs, indent=1))
     lines = ["# Bad inputs and damaged runs (benchmarks/robustness.py)", ""]
     for name, run in runs.items():
-        lines += [f"## {name}: commit {run['commit']}, {run['machine']}", "", f"`{run['command']}`", ""]
+        source = f" ({run['source']})" if "source" in run else ""
+        lines += [
+            f"## {name}: commit {run['commit']}{source}, {run['machine']}",
+            "",
+            f"`{run['command']}`",
+            "",
+        ]
         lines += [f"{run['cases']} cases: " + ", ".join(f"{k} {v}" for k, v in sorted(run["counts"].items()))]
         lines += ["", "| case | group | expected | result |", "|---|---|---|---|"]
         lines += [f"| {o['name']} | {o['group']} | {o['expect']} | {o['result']} |" for o in run["outcomes"]]
@@ -231,7 +245,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--property", type=int, default=0, help="also run this many mutated runs (hypothesis)")
     args = p.parse_args()
-    command = "PYTHONPATH=src python benchmarks/robustness.py " + " ".join(sys.argv[1:])
+    pythonpath = os.environ.get("PYTHONPATH", "src").replace(str(ROOT) + "/", "")
+    command = f"PYTHONPATH={pythonpath} python benchmarks/robustness.py " + " ".join(sys.argv[1:])
     if args.property:
         _preload()
         results = run_property(args.property, args.timeout)
