@@ -223,7 +223,15 @@ def test_mnist_from_files_and_held_out_test(tmp_path):
 def test_mnist_from_csv(tmp_path):
     images, labels = fake_mnist(40, seed=3, size=5)
     path = write(tmp_path / "m.csv", csv_text(images, labels, label_first=True).encode())
-    data = build("mnist", train=str(path), csv_label_column="first", val_size=4, test_size=6, tokens=True)
+    data = build(
+        "mnist",
+        train=str(path),
+        csv_label_column="first",
+        csv_image_side=5,
+        val_size=4,
+        test_size=6,
+        tokens=True,
+    )
     assert data.info.vocab_size == 256 and data.info.event_shape == (25,)
     x, cond = data.split("val")
     assert x.shape == (4, 25) and x.dtype == torch.long and cond is None

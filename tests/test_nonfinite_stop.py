@@ -64,7 +64,8 @@ def test_nan_network_output_stops_training_with_step_and_checkpoint(name, tmp_pa
 
 
 def _poisoned_run(tmp_path):
-    """A run trained one step whose checkpoint then holds NaN weights."""
+    """A run trained one step whose checkpoint then holds weights of 1e30 (finite, so that it loads:
+    NaN weights are refused at load), so that the resumed step's loss is NaN."""
     cfg = write_config(
         tmp_path / "tiny.yaml",
         tiny(train={"steps": 3, "ckpt_every": 1}, eval={"nll_examples": 0, "num_samples": 0}),
@@ -73,7 +74,7 @@ def _poisoned_run(tmp_path):
     assert main(["train", cfg, "--out", str(run), "--no-progress", "--max-steps", "1"]) == 0
     root = run / "checkpoints"
     ckpt = load_checkpoint(latest_checkpoint(root))
-    ckpt.tensors["model"] = {k: torch.full_like(v, math.nan) for k, v in ckpt.tensors["model"].items()}
+    ckpt.tensors["model"] = {k: torch.full_like(v, 1e30) for k, v in ckpt.tensors["model"].items()}
     ckpt.state = {k: v for k, v in ckpt.state.items() if k not in ("format", "step", "sha256")}
     save_checkpoint(root, ckpt, keep=3)
     return cfg, run

@@ -166,7 +166,7 @@ def test_errors(tmp_path: Path) -> None:
     (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
     with pytest.raises(ValueError, match="not UTF-8"):
         build_text(TextConfig(path=str(tmp_path / "latin1.txt")))
-    with pytest.raises(ValueError, match="val text has 10 characters, fewer than seq_len=32"):
+    with pytest.raises(ValueError, match="val part has 10, fewer than seq_len=32"):
         build_text(TextConfig(path=write(tmp_path, "x" * 100), seq_len=32))
     with pytest.raises(ValueError, match="seq_len"):
         TextConfig(seq_len=0)

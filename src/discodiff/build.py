@@ -16,12 +16,13 @@ from . import data as _data  # noqa: F401  (registers data sets)
 from . import gaussian as _gaussian  # noqa: F401  (registers methods)
 from . import nets as _nets  # noqa: F401  (registers networks)
 from .base import METHODS, Method
-from .config import to_dict
+from .config import load_yaml, to_dict
 from .data import DATASETS, DataSource
-from .errors import ConfigError, DataError, UserError
+from .errors import CheckpointError, ConfigError, DataError, UserError
+from .memory import check_network_size
 from .nets import NETS, NetSpec
 from .runconfig import RunConfig, parse_config
-from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from .train.checkpoint import load_newest
 
 CONFIG_FILE = "config.yaml"
 DATA_STATE_FILE = "data_state.json"
@@ -42,12 +43,24 @@ class _NetError(ConfigError):
     """A network's user error, already named (the method's builder passes it on)."""
 
 
-def build_method(config: RunConfig, data: DataSource) -> Method:
-    """The method for ``data``, with its network built from ``config.net``; user errors name the
-    network or the method."""
+TRAINING_COPIES = 4
+"""Copies of the weights training holds: weights, gradients and AdamW's two moments (EMA: one more)."""
+
+
+def build_method(config: RunConfig, data: DataSource, *, training: bool = False) -> Method:
+    """The method for ``data``, with its network built from ``config.net`` (after checking that it
+    fits in memory, with its training state when ``training``); user errors name the network or
+    the method."""
     net_builder = NETS.get(config.net.name)
+    copies = TRAINING_COPIES + (config.train.ema_decay > 0) if training else 1
 
     def net_factory(spec: NetSpec) -> torch.nn.Module:
+        check_network_size(
+            lambda: net_builder(config.net.config, spec),
+            f"net ({config.net.name})",
+            config.net.config,
+            copies=copies,
+        )
         try:
             return net_builder(config.net.config, spec)
         except UserError as err:
@@ -61,9 +74,11 @@ def build_method(config: RunConfig, data: DataSource) -> Method:
         raise type(err)(f"method ({config.method.name}): {err}") from None
 
 
-def build_run(config: RunConfig, *, data_state: dict | None = None) -> tuple[DataSource, Method]:
+def build_run(
+    config: RunConfig, *, data_state: dict | None = None, training: bool = False
+) -> tuple[DataSource, Method]:
     data = build_data(config, data_state)
-    method = build_method(config, data)
+    method = build_method(config, data, training=training)
     for estimator in config.eval.estimators:
         if estimator not in method.nll_estimators:
             raise ConfigError(
@@ -87,7 +102,23 @@ def save_run_files(run_dir: Path, config: RunConfig, data: DataSource) -> None:
 
 def read_data_state(run_dir: Path) -> dict | None:
     path = run_dir / DATA_STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is corrupted: not valid JSON ({err})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is corrupted: expected a JSON object, got {type(state).__name__}")
+    return state
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The resolved config a run directory holds, checked like any config."""
+    cfg_path = run_dir / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
+    return parse_config(load_yaml(cfg_path))
 
 
 @dataclass
@@ -111,21 +142,17 @@ def load_run(
     from .zeroshot import with_data_overrides
 
     run_dir = Path(run_dir)
-    cfg_path = run_dir / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
-    config = with_data_overrides(parse_config(yaml.safe_load(cfg_path.read_text())), data_overrides or [])
+    config = with_data_overrides(read_run_config(run_dir), data_overrides or [])
     data, method = build_run(config, data_state=read_data_state(run_dir))
     data.use_directory(run_dir)
-    path = latest_checkpoint(run_dir / "checkpoints")
-    if path is None:
-        raise CheckpointError(f"{run_dir} has no checkpoint yet")
-    ckpt = load_checkpoint(path)
+    path, ckpt = load_newest(run_dir / "checkpoints")
     group = "ema" if weights == "ema" and ckpt.group("ema") else "model"
     state = {k: v for k, v in ckpt.group(group).items() if not k.startswith("__")}
     try:
         method.load_state_dict(state)
     except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path} does not fit the run's model: {err}") from None
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the run's model: {' '.join(str(err).split())[:400]}"
+        ) from None
     method.to(device).eval()
     return LoadedRun(config, data, method, ckpt.step)

@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from .prepare import add_parser as add_prepare_parser
 from .prepare import run as prepare_command
 from .runconfig import EvalConfig, load_config
 from .state import to_device
+from .train.checkpoint import CheckpointWarning
 from .utils import resolve_device
 
 USER_ERRORS = (UserError, FileNotFoundError, PermissionError, FloatingPointError)
@@ -88,15 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _classifier(args: argparse.Namespace) -> int:
-    from .build import build_data, read_data_state
-    from .runconfig import parse_config
+    from .build import build_data, read_data_state, read_run_config
 
-    cfg_path = args.run_dir / "config.yaml"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{args.run_dir} is not a run directory: config.yaml is missing")
-    import yaml
-
-    data = build_data(parse_config(yaml.safe_load(cfg_path.read_text())), read_data_state(args.run_dir))
+    data = build_data(read_run_config(args.run_dir), read_data_state(args.run_dir))
     data.use_directory(args.run_dir)
     paths = data.prepare_metrics(force=args.force)
     if not paths:
@@ -142,7 +138,7 @@ def _sample(args: argparse.Namespace) -> int:
 
     if args.num < 1:
         raise UsageError(f"--num must be >= 1, got {args.num}")
-    run = load_run(args.run_dir, device=resolve_device(args.device))
+    run = load_run(args.run_dir, device=resolve_device(args.device, "--device"))
     cond = sample_labels(run.data, args.num)
     out = run.method.sample(
         args.num,
@@ -166,7 +162,9 @@ def _eval(args: argparse.Namespace) -> int:
 
     data_overrides = [o for o in args.overrides if o.strip().startswith("data.")]
     eval_overrides = [o for o in args.overrides if o not in data_overrides]
-    run = load_run(args.run_dir, device=resolve_device(args.device), data_overrides=data_overrides)
+    run = load_run(
+        args.run_dir, device=resolve_device(args.device, "--device"), data_overrides=data_overrides
+    )
     eval_dict = apply_overrides({"eval": to_dict(run.config.eval)}, eval_overrides)
     unknown = set(eval_dict) - {"eval"}
     if unknown:
@@ -213,12 +211,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     command = commands[args.command]
     try:
-        return command(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
+            return command(args)
     except USER_ERRORS as err:
         if args.debug or os.environ.get("DISCODIFF_DEBUG"):
             raise
         print(f"discodiff {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _one_line_warnings(command: str, show):
+    """Print discodiff's own warnings (a damaged checkpoint skipped, leftovers removed) as one
+    ``discodiff <command>: warning: ...`` line; others as Python prints them."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CheckpointWarning):
+            print(f"discodiff {command}: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return showwarning
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import yaml
 
 from .errors import ConfigError
 from .registry import Registry
+
+__all__ = ["ConfigError", "Spec", "apply_overrides", "component", "from_dict", "load_yaml", "parse_yaml"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,11 @@ def parse_component(registry: Registry, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: missing key 'name' (one of: {', '.join(registry.names())})")
         options = dict(value)
         name = options.pop("name")
+        if not isinstance(name, str):
+            raise ConfigError(
+                f"'{path}.name': expected a {registry.kind} name, got {name!r}; "
+                f"allowed: {', '.join(registry.names())}"
+            )
     else:
         raise ConfigError(f"{path}: expected a {registry.kind} name or a mapping with 'name', got {value!r}")
     try:
@@ -154,14 +162,19 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"'{path}': expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"'{path}': expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"'{path}': expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"'{path}': expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"'{path}': expected a string, got {value!r}")
@@ -190,15 +203,53 @@ def to_dict(obj: Any, registries: dict[str, Registry] | None = None) -> Any:
     return obj
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags that build Python objects) that also refuses a key given
+    twice in one mapping, where plain YAML keeps the last silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Parse YAML text safely; any error becomes one :class:`ConfigError` line naming ``where``,
+    the line and the column (tags such as ``!!python/...`` are refused, never run)."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(err.problem or err.context or "syntax error").split())
+        if "constructor for the tag" in problem:
+            problem += " (YAML tags are not allowed)"
+        raise ConfigError(f"{where}: not valid YAML{at}: {problem}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {' '.join(str(err).split())}") from None
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with a clear error for a missing or malformed file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    data = parse_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
@@ -214,7 +265,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         if not all(parts):
             raise ConfigError(f"override {item!r} has an empty key")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw, f"override {item!r}") if raw.strip() else ""
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.get(part)

@@ -4,7 +4,8 @@ Run directory layout::
 
     config.yaml        the resolved configuration
     data_state.json    the data set's state (e.g. a vocabulary)
-    metrics.jsonl      one JSON record per log line (kind: train | eval)
+    .lock              held while a process trains into the directory (its pid and host)
+    metrics.jsonl      one JSON record per log line (kind: train | eval), each step once
     metrics.json       the final evaluation
     checkpoints/       atomic safetensors + JSON checkpoints; ``latest`` names the newest
     samples.*          final samples (.npy + .png, or .txt for text)
@@ -17,20 +18,24 @@ Run directory layout::
 from __future__ import annotations
 
 import json
+import warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from .build import build_run, read_data_state, save_run_files
-from .config import ConfigError
+from .errors import CheckpointError
 from .evaluate import draw_samples, evaluate
+from .memory import check_training_memory
 from .plots import loss_curve
 from .runconfig import EvalConfig, RunConfig
 from .state import shape_of, to_device
-from .train.checkpoint import latest_checkpoint
+from .train.checkpoint import CheckpointWarning, read_latest, remove_temporary, step_dirs
 from .train.distributed import init_distributed, shutdown_distributed
 from .train.loop import Trainer
-from .utils import resolve_device
+from .train.rundir import RunLock
+from .utils import format_bytes, resolve_device
 
 PERIODIC_SAMPLES = 64
 """Samples drawn for the periodic figures during training."""
@@ -90,6 +95,31 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
     return metrics
 
 
+def _claim(run_dir: Path, lock: RunLock | None, resume: bool) -> None:
+    """As the run's one writer: note a stale lock taken over, remove what interrupted saves left,
+    and refuse to start over in a directory that holds checkpoints."""
+    ckpt_root = run_dir / "checkpoints"
+    if lock is not None:
+        if lock.stale_message():
+            warnings.warn(lock.stale_message(), CheckpointWarning, stacklevel=3)
+        removed = remove_temporary(ckpt_root)
+        if removed:
+            names = ", ".join(p.name for p, _ in removed)
+            size = format_bytes(sum(n for _, n in removed))
+            warnings.warn(
+                f"removed what an interrupted save left in {ckpt_root}: {names} ({size})",
+                CheckpointWarning,
+                stacklevel=3,
+            )
+    dirs = step_dirs(ckpt_root)
+    if dirs and not resume:
+        missing = "" if read_latest(ckpt_root) else f", but {ckpt_root / 'latest'} is missing"
+        raise CheckpointError(
+            f"{run_dir} already holds checkpoints (the newest is {dirs[-1].name}{missing}); pass --resume "
+            "to continue from the newest intact one, or choose another --out"
+        )
+
+
 def train_run(
     config: RunConfig,
     run_dir: str | Path,
@@ -98,37 +128,40 @@ def train_run(
     max_steps: int | None = None,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Train (or continue) a run and write its outputs; returns the final metrics (rank 0)."""
+    """Train (or continue) a run and write its outputs; returns the final metrics (rank 0).
+    Only one process at a time trains into ``run_dir`` (:class:`~discodiff.train.rundir.RunLock`)."""
     run_dir = Path(run_dir)
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     dist = init_distributed(device)
     if device.type == "cuda" and dist.world_size > 1:
         device = torch.device("cuda", dist.rank % torch.cuda.device_count())
     try:
-        has_ckpt = latest_checkpoint(run_dir / "checkpoints") is not None if run_dir.exists() else False
-        if has_ckpt and not resume:
-            raise ConfigError(
-                f"{run_dir} already holds checkpoints; pass --resume to continue it or choose another --out"
+        with RunLock(run_dir) if dist.is_main else nullcontext() as lock:
+            _claim(run_dir, lock, resume)
+            torch.manual_seed(config.seed)
+            data, method = build_run(
+                config, data_state=read_data_state(run_dir) if resume else None, training=True
             )
-        torch.manual_seed(config.seed)
-        data, method = build_run(config, data_state=read_data_state(run_dir) if resume else None)
-        data.use_directory(run_dir)
-        method.to(device)
-        if dist.is_main:
-            save_run_files(run_dir, config, data)
-        dist.barrier()
-        trainer = Trainer(method, data, config.train, run_dir, seed=config.seed, device=device, dist=dist)
-        if resume:
-            trainer.resume()
-        trainer.fit(
-            max_steps=max_steps,
-            progress=progress,
-            on_eval=_periodic_eval(config.eval),
-            on_sample=_periodic_samples(config.eval),
-        )
-        if not dist.is_main:
-            return {}
-        with trainer.stop_on_nonfinite(trainer.step, " (final evaluation)"):
-            return final_outputs(trainer, config.eval, progress=progress)
+            data.use_directory(run_dir)
+            method.to(device)
+            check_training_memory(
+                method, data, config.train, device, world_size=dist.world_size, seed=config.seed
+            )
+            if dist.is_main:
+                save_run_files(run_dir, config, data)
+            dist.barrier()
+            trainer = Trainer(method, data, config.train, run_dir, seed=config.seed, device=device, dist=dist)
+            if resume:
+                trainer.resume()
+            trainer.fit(
+                max_steps=max_steps,
+                progress=progress,
+                on_eval=_periodic_eval(config.eval),
+                on_sample=_periodic_samples(config.eval),
+            )
+            if not dist.is_main:
+                return {}
+            with trainer.stop_on_nonfinite(trainer.step, " (final evaluation)"):
+                return final_outputs(trainer, config.eval, progress=progress)
     finally:
         shutdown_distributed()

@@ -64,6 +64,12 @@ class TrainConfig:
             )
         if self.eval_every < 0 or self.sample_every < 0:
             raise ValueError("train.eval_every and train.sample_every must be >= 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"train.beta1 and train.beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(
+                f"train.time_budget_s must be > 0 seconds or null (none), got {self.time_budget_s}"
+            )
 
 
 @dataclass

@@ -13,6 +13,15 @@ LN2 = 0.6931471805599453
 """ln 2: nats per bit."""
 
 
+def format_bytes(n: float) -> str:
+    """A byte count for people: ``1.2 GB`` (powers of 1000)."""
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB", "EB"):
+        if abs(n) < 1000 or unit == "EB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
 def append_dims(c: Tensor, like: Tensor) -> Tensor:
     """Reshape a per-example ``(B,)`` coefficient to broadcast against ``like``; match its dtype."""
     return c.to(like.dtype).reshape(c.shape + (1,) * (like.dim() - c.dim()))
@@ -41,14 +50,34 @@ def log1mexp(x: Tensor) -> Tensor:
     return torch.where(near, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` picks CUDA when present, else CPU; anything else is passed to torch."""
+def resolve_device(device: str, what: str = "device") -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are
+    checked against the machine (``what`` names the setting in errors: a config field raises
+    :class:`ConfigError`, a command-line option ``--...`` a :class:`UsageError`)."""
+    from .errors import ConfigError
+
+    error = UsageError if what.startswith("--") else ConfigError
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    allowed = "allowed: 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
     try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise UsageError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise error(f"{what}: unknown device {device!r}; {allowed}") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise error(f"{what}: {device!r}, but this machine has no CUDA device; use 'auto' or 'cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise error(
+                f"{what}: {device!r}, but this machine has {count} CUDA device(s) (cuda:0..{count - 1})"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise error(f"{what}: 'mps', but MPS is not available here; use 'auto' or 'cpu'")
+    elif dev.type != "cpu":
+        raise error(f"{what}: unsupported device {device!r}; {allowed}")
+    return dev
 
 
 def randn(

@@ -8,6 +8,7 @@ integer class labels, and features can be standardized with the training split's
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,11 @@ from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream, che
 
 W2_MAX_POINTS = 5000
 """Exact W2 costs O(n^2) memory; larger sample sets are subsampled to this many points."""
+NPY_MAGIC = b"\x93NUMPY"
+"""The first bytes of every ``.npy`` file (NumPy's format specification)."""
+MIN_TRAIN_ROWS = 2
+"""Training rows needed to estimate a standard deviation (standardize: true)."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -48,21 +54,53 @@ class ArrayConfig:
 
 
 def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
-    """A 2D float64 array from ``.npy`` (never pickled objects) or ``.csv``."""
+    """A 2D float64 array from ``.npy`` (never pickled objects) or ``.csv``; errors name the file."""
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
     if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                raise DataError(
+                    f"{path} is not a NumPy .npy file (it lacks the .npy header); save arrays with "
+                    "numpy.save, or name a comma-separated text file .csv"
+                )
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as err:
+            if "allow_pickle" in str(err):
+                raise DataError(
+                    f"{path} holds Python objects (dtype object), which are never unpickled; save a "
+                    "numeric array"
+                ) from None
+            raise DataError(f"{path}: cannot read the .npy file ({err})") from None
     elif path.suffix == ".csv":
         try:
-            arr = np.loadtxt(path, delimiter=",", skiprows=int(skip_header), ndmin=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # numpy's "input contained no data"
+                arr = np.loadtxt(path, delimiter=",", skiprows=int(skip_header), ndmin=2)
         except ValueError as err:
             raise DataError(f"{path}: not a numeric CSV ({err}); set skip_header for a header line") from None
     else:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .csv")
+    if arr.dtype.kind not in "biuf":
+        lost = " (its imaginary part would be lost)" if arr.dtype.kind == "c" else ""
+        raise DataError(f"{path} holds {arr.dtype} values{lost}; expected real numbers (integer or float)")
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
     return arr.astype(np.float64)
+
+
+def _standardize(x: Tensor, train: Tensor, path: str) -> tuple[Tensor, Tensor]:
+    """Mean and std of the training rows, refusing columns whose variance overflows float64."""
+    mean, std = train.mean(0), train.std(0).clamp_min(torch.finfo(torch.float64).eps)
+    bad = (~torch.isfinite(mean) | ~torch.isfinite(std)).nonzero().flatten()
+    if len(bad):
+        j = int(bad[0])
+        raise DataError(
+            f"data file {path}: column {j} (values up to {float(x[:, j].abs().max()):.3g}) is too large "
+            "to standardize (its variance overflows float64); rescale the data"
+        )
+    return mean, std
 
 
 class ArrayData(DataSource):
@@ -75,11 +113,15 @@ class ArrayData(DataSource):
         if config.label_column is not None:
             if not -arr.shape[1] <= config.label_column < arr.shape[1]:
                 raise DataError(
-                    f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns"
+                    f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns of "
+                    f"{config.path}"
                 )
             col = arr[:, config.label_column]
-            if not np.all(col == np.round(col)) or col.min() < 0:
-                raise DataError("data.label_column must hold non-negative integer labels")
+            if not (np.isfinite(col).all() and np.all(col == np.round(col)) and col.min() >= 0):
+                raise DataError(
+                    f"data.label_column {config.label_column} of {config.path} must hold non-negative "
+                    "integer labels"
+                )
             labels = torch.from_numpy(col.astype(np.int64))
             arr = np.delete(arr, config.label_column, axis=1)
         x = torch.from_numpy(arr)
@@ -88,17 +130,28 @@ class ArrayData(DataSource):
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.split_seed))
         n_test, n_val = max(1, int(n * config.test_fraction)), int(n * config.val_fraction)
         parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
-        if len(parts["train"]) == 0:
-            raise DataError(f"data file {config.path} has too few rows ({n}) for the splits")
+        needed = MIN_TRAIN_ROWS if config.standardize and not state else 1
+        if len(parts["train"]) < needed:
+            why = " to standardize (or set data.standardize: false)" if needed > 1 else ""
+            raise DataError(
+                f"data file {config.path} has {n} rows: after {n_test} test and {n_val} validation rows, "
+                f"{len(parts['train'])} remain for training; at least {needed} are needed{why}"
+            )
         if state:
             mean, std = torch.tensor(state["mean"]), torch.tensor(state["std"])
         elif config.standardize:
-            train = x[parts["train"]]
-            mean, std = train.mean(0), train.std(0).clamp_min(torch.finfo(torch.float64).eps)
+            mean, std = _standardize(x, x[parts["train"]], config.path)
         else:
             mean, std = torch.zeros(x.shape[1]), torch.ones(x.shape[1])
         self.mean, self.std = mean.double(), std.double()
-        x = ((x - self.mean) / self.std).float()
+        scaled = (x - self.mean) / self.std
+        if scaled.abs().max() > FLOAT32_MAX:
+            fix = "rescale the data" + ("" if config.standardize else " or set data.standardize: true")
+            raise DataError(
+                f"data file {config.path}: values up to {float(scaled.abs().max()):.3g} do not fit in "
+                f"float32 (largest {FLOAT32_MAX:.3g}); {fix}"
+            )
+        x = scaled.float()
         self._splits = {k: (x[idx], None if labels is None else labels[idx]) for k, idx in parts.items()}
         classes = 0 if labels is None else int(labels.max()) + 1
         self.info = DataInfo(event_shape=(x.shape[1],), num_classes=classes)

@@ -124,11 +124,16 @@ def read_idx_images(images_path: str | Path, labels_path: str | Path | None) -> 
 
 
 def read_csv_images(
-    path: str | Path, *, label_column: Literal["first", "last"] = "last", levels: int = 256
+    path: str | Path,
+    *,
+    label_column: Literal["first", "last"] = "last",
+    levels: int = 256,
+    side: int | None = None,
 ) -> LabelledImages:
     """Images from a CSV file, one per row: a label plus H*W pixels (square images), no header.
 
-    Pixels must be integers in 0..levels-1 and labels integers in 0..9.
+    Pixels must be integers in 0..levels-1 and labels integers in 0..9; ``side``: the images must
+    be ``side x side`` (else any square size is read).
     """
     path = Path(path)
     lines = [
@@ -140,6 +145,11 @@ def read_csv_images(
         table = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as err:
         raise DataError(f"{path}: not a numeric CSV table of label + pixels ({err})") from None
+    if side is not None and table.shape[1] != side * side + 1:
+        raise DataError(
+            f"{path}: {table.shape[1]} columns per row; expected {side * side + 1} (a label and "
+            f"{side}x{side} = {side * side} pixels; set data.csv_image_side for other sizes)"
+        )
     side = math.isqrt(table.shape[1] - 1)
     if side * side != table.shape[1] - 1 or side == 0:
         raise DataError(
@@ -170,6 +180,7 @@ def read_image_path(
     prefix: Literal["train", "t10k"],
     csv_label_column: Literal["first", "last"] = "last",
     levels: int = 256,
+    csv_side: int | None = None,
 ) -> LabelledImages:
     """MNIST-style images from a directory holding ``<prefix>-images-idx3-ubyte[.gz]`` (and the
     matching labels file, if present), an IDX images file (labels found by replacing
@@ -182,7 +193,7 @@ def read_image_path(
             raise FileNotFoundError(f"{path}: no {prefix}-images-idx3-ubyte or {prefix}-images-idx3-ubyte.gz")
         return read_idx_images(images, first_existing(path, f"{prefix}-labels-idx1-ubyte"))
     if path.name.endswith((".csv", ".csv.gz")):
-        return read_csv_images(path, label_column=csv_label_column, levels=levels)
+        return read_csv_images(path, label_column=csv_label_column, levels=levels, side=csv_side)
     labels = None
     if "images-idx3" in path.name:
         candidate = path.with_name(path.name.replace("images-idx3", "labels-idx1"))

@@ -50,6 +50,8 @@ from .image_files import (
 
 MNIST_LEVELS = 256
 """MNIST and Fashion-MNIST pixels are bytes."""
+MNIST_SIDE = 28
+"""MNIST and Fashion-MNIST images are 28x28, so CSV rows hold 1 + 784 values by default."""
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 """Where Debian's ``dataset-fashion-mnist`` package installs the four IDX files."""
@@ -297,6 +299,7 @@ class MNISTConfig(ImageOptions):
     train: str  # training images: a directory, an IDX images file or a CSV file
     test: str | None = None  # test images; None: t10k files beside the training files, else held out
     csv_label_column: Literal["first", "last"] = "last"  # where a CSV row's label is
+    csv_image_side: int | None = MNIST_SIDE  # CSV rows hold a label and side x side pixels (null: any)
     val_size: int = 500  # validation images held out of the training file
     test_size: int = 1000  # test images held out of the training file when there is no test file
     train_size: int | None = None  # keep only this many training images (None: all)
@@ -305,6 +308,8 @@ class MNISTConfig(ImageOptions):
     def __post_init__(self) -> None:
         if self.val_size < 1 or self.test_size < 1:
             raise ValueError(f"val_size and test_size must be >= 1, got {self.val_size}, {self.test_size}")
+        if self.csv_image_side is not None and self.csv_image_side < 1:
+            raise ValueError(f"csv_image_side must be >= 1 or null, got {self.csv_image_side}")
         if self.train_size is not None and self.train_size < 1:
             raise ValueError(f"train_size must be >= 1 or null, got {self.train_size}")
 
@@ -312,12 +317,20 @@ class MNISTConfig(ImageOptions):
 def mnist_splits(config: MNISTConfig) -> dict[str, LabelledImages]:
     """train / val / test images for an MNIST-style configuration (see the module docstring)."""
     train = read_image_path(
-        config.train, prefix="train", csv_label_column=config.csv_label_column, levels=MNIST_LEVELS
+        config.train,
+        prefix="train",
+        csv_label_column=config.csv_label_column,
+        levels=MNIST_LEVELS,
+        csv_side=config.csv_image_side,
     )
     test = None
     if config.test is not None:
         test = read_image_path(
-            config.test, prefix="t10k", csv_label_column=config.csv_label_column, levels=MNIST_LEVELS
+            config.test,
+            prefix="t10k",
+            csv_label_column=config.csv_label_column,
+            levels=MNIST_LEVELS,
+            csv_side=config.csv_image_side,
         )
     elif Path(config.train).is_dir() and first_existing(Path(config.train), "t10k-images-idx3-ubyte"):
         test = read_image_path(config.train, prefix="t10k")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .corpus import SPLITS, Corpus, corpus_source, split_bounds
+from .corpus import BUILTIN_CORPUS, SPLITS, Corpus, corpus_source, split_bounds
 from .text_config import TextConfig
 from .token_store import (
     CODEC,
@@ -117,10 +117,27 @@ def _encode(config: TextConfig, corpus: Corpus, bounds, codec: Codec, sinks, *, 
         raise DataError(f"{err}; the vocabulary comes from {origin}") from None
 
 
+def check_part_lengths(config: TextConfig, n: int, train_end: int, val_end: int) -> None:
+    """Each part of the text must hold at least one window (checked before the vocabulary, which
+    an empty training part cannot give)."""
+    parts = {"train": train_end, "val": val_end - train_end}
+    if config.test_fraction > 0:
+        parts["test"] = n - val_end
+    source = f"data.path: {config.path}" if config.path else f"the built-in {BUILTIN_CORPUS}"
+    for name, length in parts.items():
+        if length < config.seq_len:
+            raise DataError(
+                f"{source} has {n} characters; its {name} part has {length}, fewer than "
+                f"seq_len={config.seq_len}; use a shorter data.seq_len or a longer text"
+            )
+
+
 def encode_in_memory(config: TextConfig, state: dict | None) -> tuple[dict[str, np.ndarray], dict, Codec]:
     """Encode the corpus in memory: (ids per split, document starts per split, encoding)."""
     corpus = corpus_of(config)
-    bounds = split_bounds(corpus.count_chars(), config.val_fraction, config.test_fraction)
+    n = corpus.count_chars()
+    bounds = split_bounds(n, config.val_fraction, config.test_fraction)
+    check_part_lengths(config, n, *bounds)
     codec = codec_from_state(config, state) if state else build_codec(config, corpus, bounds)
     sinks = {split: TokenSink(memory_dtype(len(codec))) for split in SPLITS}
     _encode(config, corpus, bounds, codec, sinks, saved=bool(state))

@@ -133,6 +133,11 @@ class Transformer(nn.Module):
         self.input_vocab = spec.input_vocab
         self.time_dim = config.time_dim
         self.length = _check_event_shape(spec)
+        if config.max_len is not None and config.max_len < self.length:
+            raise ConfigError(
+                f"max_len={config.max_len} is shorter than the data's sequences of {self.length} "
+                "positions; raise net.max_len or lower data.seq_len"
+            )
         d = config.width
         if spec.input_vocab is not None:
             self.embed: nn.Module = nn.Embedding(spec.input_vocab, d)

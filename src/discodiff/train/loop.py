@@ -10,7 +10,6 @@ and the step.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -24,22 +23,27 @@ from tqdm.auto import tqdm
 
 from ..base import Batch, Method
 from ..data.base import DataSource
-from ..errors import ConfigError, TrainingError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..runconfig import TrainConfig
 from ..state import check_finite, index, to_device
 from .checkpoint import (
     Checkpoint,
-    CheckpointError,
     latest_checkpoint,
-    load_checkpoint,
+    load_newest,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    read_latest,
     save_checkpoint,
+    set_latest,
+    step_name,
 )
 from .distributed import DistInfo
 from .ema import EMA
 from .lr import lr_at
 from .optim import param_groups
+from .rundir import MetricsLog
+
+__all__ = ["Trainer", "TrainingError"]
 
 
 class _LossModule(nn.Module):
@@ -83,15 +87,20 @@ class Trainer:
         self.step = 0
         self.ckpt_root = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.metrics = MetricsLog(self.metrics_path)
+        self._saved_step: int | None = None  # the step of the checkpoint on disk, when known
         module = _LossModule(method)
         self.loss_module = DistributedDataParallel(module) if self.dist.world_size > 1 else module
 
     # ---- checkpoints -------------------------------------------------------------------------
 
     def save(self) -> Path | None:
-        """Write a checkpoint (rank 0 only); returns its directory."""
+        """Write a checkpoint (rank 0 only; skipped when this step's is already on disk); returns
+        its directory."""
         if not self.dist.is_main:
             return None
+        if self._saved_step == self.step:
+            return self.ckpt_root / step_name(self.step)
         opt_tensors, opt_meta = optimizer_to_tensors(self.opt)
         tensors = {
             "model": self.method.state_dict(),
@@ -104,20 +113,24 @@ class Trainer:
         if self.ema is not None:
             tensors["ema"] = self.ema.state_tensors()
         state = {"optimizer": opt_meta, "time": time.time()}
-        return save_checkpoint(
+        path = save_checkpoint(
             self.ckpt_root, Checkpoint(self.step, tensors, state), keep=self.config.keep_checkpoints
         )
+        self._saved_step = self.step
+        return path
 
     def resume(self) -> int:
-        """Continue from the latest checkpoint; returns its step."""
-        path = latest_checkpoint(self.ckpt_root)
-        if path is None:
-            raise CheckpointError(f"no checkpoint to resume from in {self.ckpt_root}")
-        ckpt = load_checkpoint(path)
+        """Continue from the newest intact checkpoint (``latest``, or an older one with a warning
+        when it is damaged; ``latest`` is then pointed at it); returns its step."""
+        path, ckpt = load_newest(self.ckpt_root)
+        if self.dist.is_main and read_latest(self.ckpt_root) != path.name:
+            set_latest(self.ckpt_root, path)
         try:
             self.method.load_state_dict(ckpt.group("model"))
         except RuntimeError as err:
-            raise CheckpointError(f"checkpoint {path} does not fit this model: {err}") from None
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this model: {' '.join(str(err).split())[:400]}"
+            ) from None
         try:
             optimizer_from_tensors(self.opt, ckpt.group("optim"), ckpt.state["optimizer"])
         except ValueError as err:  # e.g. one parameter group, saved before weight decay had two
@@ -128,11 +141,14 @@ class Trainer:
         torch.set_rng_state(ckpt.group("rng")["cpu"])
         if self.device.type == "cuda" and "cuda" in ckpt.group("rng"):
             torch.cuda.set_rng_state(ckpt.group("rng")["cuda"], self.device)
-        self.step = ckpt.step
+        self.step = self._saved_step = ckpt.step
         return self.step
 
     def last_checkpoint(self) -> str:
-        path = latest_checkpoint(self.ckpt_root) if self.ckpt_root.exists() else None
+        try:
+            path = latest_checkpoint(self.ckpt_root) if self.ckpt_root.exists() else None
+        except CheckpointError:
+            path = None
         return f"{path} (step {path.name.split('_')[-1].lstrip('0') or 0})" if path else "none yet"
 
     @contextmanager
@@ -163,8 +179,7 @@ class Trainer:
 
     def log(self, record: dict) -> None:
         if self.dist.is_main:
-            with open(self.metrics_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            self.metrics.append(record)
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -266,6 +281,8 @@ class Trainer:
         cfg = self.config
         stop = cfg.steps if max_steps is None else min(cfg.steps, self.step + max_steps)
         start_time = time.perf_counter()
+        if self.dist.is_main:
+            self.metrics.truncate(self.step)  # records past this step belong to an abandoned run
         bar = tqdm(
             total=stop,
             initial=self.step,
