@@ -17,6 +17,7 @@ Run directory layout::
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -25,10 +26,11 @@ from .build import build_run, read_data_state, save_run_files
 from .config import ConfigError
 from .evaluate import draw_samples, evaluate
 from .plots import loss_curve
+from .provenance import git_commit
 from .runconfig import EvalConfig, RunConfig
 from .train.checkpoint import latest_checkpoint
 from .train.distributed import init_distributed, shutdown_distributed
-from .train.loop import Trainer
+from .train.loop import Trainer, TrainingError
 from .utils import resolve_device
 
 PERIODIC_SAMPLES = 64
@@ -60,12 +62,28 @@ def _periodic_samples(eval_cfg: EvalConfig):
     return hook
 
 
+def run_record(trainer: Trainer, stopped_by: str) -> dict:
+    """What metrics.json says about the training itself: the step reached of the planned steps,
+    why training stopped (``steps``, ``time_budget`` or ``nan``), its wall-clock seconds (over
+    every resume) and the code's git commit when known."""
+    record = {
+        "step": trainer.step,
+        "planned_steps": trainer.config.steps,
+        "stopped_by": stopped_by,
+        "train_seconds": trainer.train_seconds,
+    }
+    commit = git_commit()
+    if commit:
+        record["commit"] = commit
+    return record
+
+
 def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> dict[str, float]:
     """Evaluate with the EMA weights and write metrics, samples and plots into the run dir."""
     run_dir = trainer.run_dir
     with trainer.averaged() as model:
         metrics, samples, cond = evaluate(model, trainer.data, eval_cfg, progress=progress)
-    metrics = {"step": trainer.step, **metrics}
+    metrics = {**run_record(trainer, trainer.stopped_by), **metrics}
     trainer.log({"kind": "eval", **metrics})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if samples is not None:
@@ -119,12 +137,20 @@ def train_run(
         trainer = Trainer(method, data, config.train, run_dir, seed=config.seed, device=device, dist=dist)
         if resume:
             trainer.resume()
-        trainer.fit(
-            max_steps=max_steps,
-            progress=progress,
-            on_eval=_periodic_eval(config.eval),
-            on_sample=_periodic_samples(config.eval),
-        )
+        seconds_before, fit_start = trainer.train_seconds, time.perf_counter()
+        try:
+            trainer.fit(
+                max_steps=max_steps,
+                progress=progress,
+                on_eval=_periodic_eval(config.eval),
+                on_sample=_periodic_samples(config.eval),
+            )
+        except TrainingError:
+            if dist.is_main:
+                trainer.train_seconds = seconds_before + time.perf_counter() - fit_start
+                record = run_record(trainer, "nan")
+                (run_dir / "metrics.json").write_text(json.dumps(record, indent=1))
+            raise
         if not dist.is_main:
             return {}
         return final_outputs(trainer, config.eval, progress=progress)

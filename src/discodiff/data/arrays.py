@@ -1,8 +1,12 @@
-"""Tabular data from a local ``.npy`` or ``.csv`` file: one example per row, float features.
+"""Tabular data from a local ``.npy``, ``.npz`` or ``.csv`` file: one example per row, float
+features.
 
-A fixed seeded permutation splits the rows into train / val / test. Optionally one column holds
-integer class labels, and features can be standardized with the training split's mean and std
-(stored in the run's data state so samples map back to the original units).
+A fixed seeded permutation splits the rows into train / val / test, unless the file gives its own
+test (and validation) split: an ``.npz`` with named arrays (``key``, ``test_key``, ``val_key``)
+and labels in their own arrays (``labels_key``, ...); see :mod:`.array_files`. In a ``.npy`` or
+``.csv`` table one column can hold integer class labels. Features can be standardized with the
+training split's mean and std (stored in the run's data state so samples map back to the original
+units).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ..metrics.w2 import wasserstein2
-from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream, check_finite
+from .array_files import read_splits
+from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream
 
 W2_MAX_POINTS = 5000
 """Exact W2 costs O(n^2) memory; larger sample sets are subsampled to this many points."""
@@ -24,10 +29,17 @@ W2_MAX_POINTS = 5000
 
 @dataclass
 class ArrayConfig:
-    """``data: {name: array, path: data.csv}``."""
+    """``data: {name: array, path: data.csv}`` or ``{name: array, path: f.npz, key: x, test_key:
+    x_test, labels_key: y, test_labels_key: y_test}``."""
 
-    path: str = ""  # .npy (2D float array) or .csv (numeric, comma separated)
-    label_column: int | None = None  # column of integer class labels (removed from the features)
+    path: str = ""  # .npy (2D float array), .npz (named arrays) or .csv (numeric, comma separated)
+    key: str | None = None  # .npz: the examples' array (None: the file's only array)
+    test_key: str | None = None  # .npz: a given test split (else test_fraction of the rows)
+    val_key: str | None = None  # .npz: a given validation split (else val_fraction of the rows)
+    labels_key: str | None = None  # .npz: integer class labels of the `key` rows, in their own array
+    test_labels_key: str | None = None  # .npz: labels of the test_key rows
+    val_labels_key: str | None = None  # .npz: labels of the val_key rows
+    label_column: int | None = None  # .npy / .csv: column of integer class labels (removed from features)
     skip_header: bool = False  # .csv: the first line is a header
     standardize: bool = True  # scale features to zero mean, unit std (training split statistics)
     val_fraction: float = 0.1
@@ -36,33 +48,16 @@ class ArrayConfig:
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise ValueError("data.path is required: a .npy or .csv file with one example per row")
+            raise ValueError("data.path is required: a .npy, .npz or .csv file with one example per row")
         if not (
             0 <= self.val_fraction < 1
             and 0 < self.test_fraction < 1
             and self.val_fraction + self.test_fraction < 1
         ):
             raise ValueError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
-
-
-def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
-    """A 2D float64 array from ``.npy`` (never pickled objects) or ``.csv``."""
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    elif path.suffix == ".csv":
-        try:
-            arr = np.loadtxt(path, delimiter=",", skiprows=int(skip_header), ndmin=2)
-        except ValueError as err:
-            raise ValueError(
-                f"{path}: not a numeric CSV ({err}); set skip_header for a header line"
-            ) from None
-    else:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .csv")
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
-    return arr.astype(np.float64)
+        for name in ("test", "val"):
+            if getattr(self, f"{name}_labels_key") is not None and getattr(self, f"{name}_key") is None:
+                raise ValueError(f"data.{name}_labels_key needs data.{name}_key (the {name} examples)")
 
 
 class ArrayData(DataSource):
@@ -70,38 +65,19 @@ class ArrayData(DataSource):
 
     def __init__(self, config: ArrayConfig, state: dict | None = None) -> None:
         self.config = config
-        arr = read_array(Path(config.path), skip_header=config.skip_header)
-        labels = None
-        if config.label_column is not None:
-            if not -arr.shape[1] <= config.label_column < arr.shape[1]:
-                raise ValueError(
-                    f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns"
-                )
-            col = arr[:, config.label_column]
-            if not np.all(col == np.round(col)) or col.min() < 0:
-                raise ValueError("data.label_column must hold non-negative integer labels")
-            labels = torch.from_numpy(col.astype(np.int64))
-            arr = np.delete(arr, config.label_column, axis=1)
-        x = torch.from_numpy(arr)
-        check_finite(x, f"data file {config.path}")
-        n = len(x)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.split_seed))
-        n_test, n_val = max(1, int(n * config.test_fraction)), int(n * config.val_fraction)
-        parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
-        if len(parts["train"]) == 0:
-            raise ValueError(f"data file {config.path} has too few rows ({n}) for the splits")
+        raw = read_splits(config)  # name -> (examples (n, D) float64, labels (n,) long or None)
         if state:
             mean, std = torch.tensor(state["mean"]), torch.tensor(state["std"])
         elif config.standardize:
-            train = x[parts["train"]]
+            train = raw["train"][0]
             mean, std = train.mean(0), train.std(0).clamp_min(torch.finfo(torch.float64).eps)
         else:
-            mean, std = torch.zeros(x.shape[1]), torch.ones(x.shape[1])
+            mean, std = torch.zeros(train_dims(raw)), torch.ones(train_dims(raw))
         self.mean, self.std = mean.double(), std.double()
-        x = ((x - self.mean) / self.std).float()
-        self._splits = {k: (x[idx], None if labels is None else labels[idx]) for k, idx in parts.items()}
-        classes = 0 if labels is None else int(labels.max()) + 1
-        self.info = DataInfo(event_shape=(x.shape[1],), num_classes=classes)
+        self._splits = {k: (((x - self.mean) / self.std).float(), y) for k, (x, y) in raw.items()}
+        labels = [y for _, y in raw.values() if y is not None]
+        classes = max(int(y.max()) for y in labels) + 1 if labels else 0
+        self.info = DataInfo(event_shape=(train_dims(raw),), num_classes=classes)
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
@@ -123,6 +99,11 @@ class ArrayData(DataSource):
         path = stem.with_suffix(".npy")
         np.save(path, (samples.double().cpu() * self.std + self.mean).numpy())
         return [path]
+
+
+def train_dims(splits: dict[str, tuple[Tensor, Tensor | None]]) -> int:
+    """Number of features per example."""
+    return splits["train"][0].shape[1]
 
 
 @DATASETS.register("array", config=ArrayConfig)
