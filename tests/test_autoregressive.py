@@ -193,4 +193,4 @@ def test_on_character_text() -> None:
     bits_per_char = out.nll / out.num_dims / math.log(2)
     torch.testing.assert_close(bits_per_char, torch.full((3,), math.log2(65), dtype=torch.float64))
     samples = model.sample(2, generator=torch.Generator().manual_seed(0)).x
-    assert [len(s) for s in data.decode(samples)] == [32, 32]
+    assert [len(s) for s in data.decode_batch(samples)] == [32, 32]

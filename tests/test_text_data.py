@@ -60,7 +60,7 @@ def test_builtin_is_tiny_shakespeare_with_the_nanogpt_split() -> None:
     assert len(data.parts["train"]) == int(0.9 * len(text)) == 1_003_854
     val, cond = data.split("val")
     assert cond is None and val.shape == (111_540 // 256, 256) and val.dtype == torch.long
-    assert "".join(data.decode(val)) == text[1_003_854 : 1_003_854 + val.numel()]  # consecutive windows
+    assert "".join(data.decode_batch(val)) == text[1_003_854 : 1_003_854 + val.numel()]  # consecutive windows
     assert data.split("test")[0].equal(val)  # no test text of its own: test = val
 
 
@@ -81,7 +81,7 @@ def test_train_stream_draws_windows_and_resumes() -> None:
     stream = data.train_stream(seed=3)
     first, cond = stream.next(8)
     assert cond is None and first.shape == (8, 64) and first.dtype == torch.long
-    assert all(window in train_text for window in data.decode(first))
+    assert all(window in train_text for window in data.decode_batch(first))
     state = stream.state_dict()
     expected, _ = stream.next(8)
     resumed = data.train_stream(seed=999)
@@ -103,7 +103,7 @@ def test_vocabulary_state_restore(tmp_path: Path) -> None:
         build_text(TextConfig(path=subset, seq_len=8), state),
     )
     assert fresh.encode("c").item() == 2 and saved.encode("c").item() == original.encode("c").item() == 2
-    assert fresh.encode("a").item() == 0 and saved.decode(saved.encode("cab")) == ["cab"]
+    assert fresh.encode("a").item() == 0 and saved.decode(saved.encode("cab")) == "cab"
     with pytest.raises(ValueError, match="saved run"):
         build_text(TextConfig(path=write(tmp_path, "abc?" * 100, "other.txt"), seq_len=8), state)
 

@@ -6,6 +6,7 @@ Importing this module registers every built-in component.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from . import gaussian as _gaussian  # noqa: F401  (registers methods)
 from . import nets as _nets  # noqa: F401  (registers networks)
 from .base import METHODS, Method
 from .config import ConfigError, to_dict
-from .data import DATASETS, DataSource
+from .data import DATASETS, DataInfo, DataSource
 from .nets import NETS, NetSpec
 from .runconfig import RunConfig, parse_config
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
@@ -35,16 +36,24 @@ def build_data(config: RunConfig, state: dict | None = None) -> DataSource:
 
 def build_method(config: RunConfig, data: DataSource) -> Method:
     """The method for ``data``, with its network built from ``config.net``."""
+    return build_method_from_info(config, data.info)
+
+
+def build_method_from_info(
+    config: RunConfig, info: DataInfo, *, net_factory: Callable[[NetSpec], torch.nn.Module] | None = None
+) -> Method:
+    """The method for data described by ``info`` (all a method needs of its data), with its
+    network built from ``config.net`` (or by ``net_factory``)."""
     net_builder = NETS.get(config.net.name)
 
-    def net_factory(spec: NetSpec) -> torch.nn.Module:
+    def build_net(spec: NetSpec) -> torch.nn.Module:
         try:
             return net_builder(config.net.config, spec)
         except ValueError as err:
             raise ConfigError(f"net ({config.net.name}): {err}") from None
 
     try:
-        return METHODS.get(config.method.name)(config.method.config, data.info, net_factory)
+        return METHODS.get(config.method.name)(config.method.config, info, net_factory or build_net)
     except ValueError as err:
         if isinstance(err, ConfigError):
             raise
@@ -86,6 +95,7 @@ class LoadedRun:
     data: DataSource
     method: Method
     step: int
+    weights: str = "ema"  # the checkpoint's weights that were loaded: ema | model
 
 
 def load_run(run_dir: str | Path, *, device: torch.device, weights: str = "ema") -> LoadedRun:
@@ -108,4 +118,4 @@ def load_run(run_dir: str | Path, *, device: torch.device, weights: str = "ema")
     except RuntimeError as err:
         raise CheckpointError(f"checkpoint {path} does not fit the run's model: {err}") from None
     method.to(device).eval()
-    return LoadedRun(config, data, method, ckpt.step)
+    return LoadedRun(config, data, method, ckpt.step, group)

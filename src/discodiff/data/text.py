@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..metrics.text import sample_entropy
 from .base import DATASETS, DataInfo, DataSource, GeneratedStream, TrainStream
 from .vocab import TEXT8_ALPHABET, CharVocab, to_text8
@@ -156,17 +157,28 @@ class TextData(DataSource):
         return self._windows(part, index * self.seq_len), None
 
     def encode(self, text: str) -> Tensor:
-        """``text`` -> ``(len(text),)`` long ids (e.g. an infilling prompt); unknown characters raise."""
-        return torch.from_numpy(self.vocab.encode(text).astype(np.int64))
+        """``text`` -> ``(len(text),)`` long ids (e.g. a prompt); a :class:`DataError` names the
+        characters outside the vocabulary."""
+        try:
+            return torch.from_numpy(self.vocab.encode(text).astype(np.int64))
+        except ValueError as err:
+            raise DataError(str(err)) from None
 
-    def decode(self, ids: Tensor) -> list[str]:
-        """``(N, L)`` or ``(L,)`` ids -> one string per sequence."""
-        rows = ids.detach().cpu().reshape(-1, ids.shape[-1]).numpy()
-        return [self.vocab.decode(row) for row in rows]
+    def decode(self, ids: Tensor) -> str:
+        """``(L,)`` ids -> the text they encode."""
+        if ids.dim() != 1:
+            raise ValueError(
+                f"decode takes one sequence (L,), got shape {tuple(ids.shape)}; see decode_batch"
+            )
+        return self.vocab.decode(ids.detach().cpu().numpy())
+
+    def decode_batch(self, ids: Tensor) -> list[str]:
+        """``(N, L)`` ids -> one string per sequence."""
+        return [self.decode(row) for row in ids.detach().cpu().reshape(-1, ids.shape[-1])]
 
     def save_samples(self, samples: Tensor, stem: Path, cond: Tensor | None = None) -> list[Path]:
         """Write ``(N, L)`` samples as UTF-8 text to ``stem.txt``, each under a ``=== sample i ===`` line."""
-        texts = self.decode(samples)
+        texts = self.decode_batch(samples)
         path = Path(stem).with_suffix(".txt")
         path.write_text(
             "".join(f"=== sample {i} ===\n{text}\n" for i, text in enumerate(texts)), encoding="utf-8"
@@ -190,10 +202,10 @@ class TextData(DataSource):
 
     def save_infilling(self, known: Tensor, known_mask: Tensor, samples: Tensor, stem: Path) -> list[Path]:
         """Prompt (hidden characters as INFILL_HOLE) and completion, one pair per example."""
-        prompts = self.decode(known)
+        prompts = self.decode_batch(known)
         mask = known_mask.cpu()
         blocks = []
-        for i, (prompt, filled) in enumerate(zip(prompts, self.decode(samples))):
+        for i, (prompt, filled) in enumerate(zip(prompts, self.decode_batch(samples))):
             shown = "".join(c if m else INFILL_HOLE for c, m in zip(prompt, mask[i].tolist()))
             blocks.append(f"=== example {i}: prompt ===\n{shown}\n=== example {i}: infilled ===\n{filled}\n")
         path = Path(stem).with_suffix(".txt")
