@@ -39,10 +39,13 @@ from .base import (
     METHODS,
     NULL_LABEL,
     Batch,
+    EstimatorInfo,
     LossOutput,
     Method,
     NLLOutput,
     SampleOutput,
+    SampleRequest,
+    SamplerInfo,
     check_known,
     drop_labels,
     sample_labels,
@@ -78,6 +81,8 @@ class Autoregressive(Method):
 
     samplers = ("ancestral",)
     nll_estimators = ("bound", "exact")  # the exact NLL is its own (tight) bound: both give it
+    representation = "tokens"
+    known_semantics = "prefix"
 
     def __init__(
         self,
@@ -137,37 +142,39 @@ class Autoregressive(Method):
         num_dims = torch.full_like(nll, float(self.length))
         return NLLOutput(nll, num_dims)
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
-        """Ancestral sampling, one token per network call (``steps`` must be None or the number of
-        tokens). Left-to-right decoding has no noise-to-data trajectory: the returned one is empty."""
-        shape = self.resolve_shape(num_or_shape)
-        self.check_sampler(sampler or "ancestral")
-        if steps is not None and steps != self.length:
-            raise ValueError(
-                f"autoregressive sampling takes one step per token: steps must be None or {self.length}"
-            )
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        return SamplerInfo(
+            name,
+            nfe_per_step=1.0,
+            default_steps=self.length,
+            min_steps=self.length,
+            max_steps=self.length,
+            deterministic=self.config.temperature == 0,
+            limit="one step per token",
+        )
+
+    def estimator_info(self, name: str) -> EstimatorInfo:
+        self.check_estimator(name)
+        return EstimatorInfo(name, exact=True, monte_carlo=False)
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
+        """Ancestral sampling, one token per network call. Left-to-right decoding has no
+        noise-to-data trajectory: the returned one is empty."""
+        shape, guidance_scale = request.shape, request.guidance_scale
         device = self.device
-        labels = sample_labels(cond, shape[0], self.num_classes, device, guidance_scale=guidance_scale)
-        known_pair = check_known(known, known_mask, shape)
+        labels = sample_labels(
+            request.cond, shape[0], self.num_classes, device, guidance_scale=guidance_scale
+        )
+        known_pair = check_known(request.known, request.known_mask, shape)
         if known_pair is not None:
             given, mask = known_pair[0].to(device), known_pair[1].to(device)
             given = self._check_tokens(torch.where(mask, given, 0))  # (N, L) raster order
             known_pair = (given, mask.reshape(shape[0], -1))
         with torch.no_grad():
-            x = self._generate(shape[0], labels, guidance_scale, known_pair, generator, progress)
+            x = self._generate(
+                shape[0], labels, guidance_scale, known_pair, request.generator, request.progress
+            )
         guided = labels is not None and guidance_scale != 1.0
         return SampleOutput(x.view(shape), nfe=self.length * (2 if guided else 1))
 

@@ -18,11 +18,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from .errors import ConfigError
 from .registry import Registry
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .base import Batch, Method, SampleOutput
 from .data.base import DataSource
 from .metrics.text import generative_perplexity
 from .runconfig import EvalConfig
+from .state import batch_size, cat, index, to_device
 from .utils import LN2
 
 
@@ -37,24 +38,25 @@ def likelihood(
     dimension (or character) and in nats per example."""
     x, cond = data.split(split)
     if cfg.nll_examples:
-        x, cond = x[: cfg.nll_examples], None if cond is None else cond[: cfg.nll_examples]
+        x, cond = index(x, slice(0, cfg.nll_examples)), None if cond is None else cond[: cfg.nll_examples]
+    n = batch_size(x)
     unit = data.info.unit
     out: dict[str, float] = {}
     device = method.device
     for estimator in cfg.estimators:
         method.check_estimator(estimator)
         total_nats, total_dims = 0.0, 0.0
-        starts = range(0, len(x), cfg.batch_size)
+        starts = range(0, n, cfg.batch_size)
         with seeded(cfg.seed, device):
             for i in tqdm(starts, desc=f"nll ({estimator})", disable=not progress, leave=False):
-                xb = x[i : i + cfg.batch_size].to(device)
+                xb = to_device(index(x, slice(i, i + cfg.batch_size)), device)
                 cb = None if cond is None else cond[i : i + cfg.batch_size].to(device)
                 res = method.nll(Batch(xb, cb), estimator=estimator)
                 total_nats += float(res.nll.double().sum())
                 total_dims += float(res.num_dims.double().sum())
         suffix = "" if estimator == "bound" else f"_{estimator}"
         out[f"{unit}{suffix}"] = total_nats / total_dims / LN2
-        out[f"nll_nats{suffix}"] = total_nats / len(x)
+        out[f"nll_nats{suffix}"] = total_nats / n
     return out
 
 
@@ -90,11 +92,11 @@ def draw_samples(
             return_trajectory=return_trajectory and i == 0,
             progress=progress,
         )
-        xs.append(out.x.cpu())
-        traj = traj or [(t, v.cpu()) for t, v in out.trajectory]
+        xs.append(to_device(out.x, "cpu"))
+        traj = traj or [(t, to_device(v, "cpu")) for t, v in out.trajectory]
         nfe = max(nfe, out.nfe)
     seconds = time.perf_counter() - start
-    return SampleOutput(torch.cat(xs), traj, nfe), cond, seconds
+    return SampleOutput(cat(xs), traj, nfe), cond, seconds
 
 
 def load_reference(run_dir: str, data: DataSource, device: torch.device) -> Method:

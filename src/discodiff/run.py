@@ -28,6 +28,7 @@ from .evaluate import draw_samples, evaluate
 from .plots import loss_curve
 from .provenance import git_commit
 from .runconfig import EvalConfig, RunConfig
+from .state import shape_of, to_device
 from .train.checkpoint import latest_checkpoint
 from .train.distributed import init_distributed, shutdown_distributed
 from .train.loop import Trainer, TrainingError
@@ -95,14 +96,14 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
         known, mask = example
         with trainer.averaged() as model:
             out = model.sample(
-                tuple(known.shape),
-                known=known.to(model.device),
-                known_mask=mask.to(model.device),
+                shape_of(known),
+                known=to_device(known, model.device),
+                known_mask=to_device(mask, model.device),
                 steps=eval_cfg.steps,
                 sampler=eval_cfg.sampler,
                 generator=torch.Generator().manual_seed(eval_cfg.seed),
             )
-        trainer.data.save_infilling(known, mask, out.x.cpu(), run_dir / "infill")
+        trainer.data.save_infilling(known, mask, to_device(out.x, "cpu"), run_dir / "infill")
     loss_curve(trainer.metrics_path, run_dir / "loss.png")
     return metrics
 

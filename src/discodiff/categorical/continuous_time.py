@@ -46,7 +46,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..base import Batch, LossOutput, Method, NLLOutput, SampleOutput, drop_labels, sample_labels
+from ..base import (
+    Batch,
+    LossOutput,
+    Method,
+    NLLOutput,
+    SampleOutput,
+    SampleRequest,
+    SamplerInfo,
+    drop_labels,
+    sample_labels,
+)
 from ..utils import sum_except_batch
 from .d3pm import TRAJECTORY_POINTS
 from .guidance import guided_outputs, network_calls
@@ -106,6 +116,8 @@ class ContinuousTimeMethod(Method):
 
     samplers = ("analytic", "euler", "tau_leaping", "pc")
     nll_estimators = ("bound",)
+    representation = "tokens"
+    known_semantics = "replacement"
 
     def __init__(
         self,
@@ -247,30 +259,24 @@ class ContinuousTimeMethod(Method):
             raise FloatingPointError(f"{type(self).__name__} bound is not finite")
         return NLLOutput(nll, num_dims, {"prior": prior, "diffusion": diffusion})
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
+    @property
+    def default_sampler(self) -> str:
+        return self.options.sampler
+
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        # the corrector runs only below corrector_entry_time: this is the most a step costs
+        corrector = self.options.corrector_steps if name == "pc" else 0
+        return SamplerInfo(name, nfe_per_step=1.0 + corrector, default_steps=self.options.sample_steps)
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
         """``steps`` equal steps from t = 1 to 0 with ``sampler``; the last is always analytic."""
-        shape = self.resolve_shape(num_or_shape)
-        sampler = sampler or self.options.sampler
-        self.check_sampler(sampler)
-        steps = steps or self.options.sample_steps
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
+        shape, sampler, steps, generator = request.shape, request.sampler, request.steps, request.generator
         device = self.device
-        cond = sample_labels(cond, shape[0], self.num_classes, device)
-        pinned = check_known_tokens(known, known_mask, shape, self.transition.vocab_size, device)
+        cond = sample_labels(request.cond, shape[0], self.num_classes, device)
+        pinned = check_known_tokens(
+            request.known, request.known_mask, shape, self.transition.vocab_size, device
+        )
         nfe_before = self.nfe
         with torch.no_grad():
             prior = self.transition.log_prior().to(device).expand(*shape, self.transition.num_states)
@@ -279,11 +285,11 @@ class ContinuousTimeMethod(Method):
             keep = set(
                 np.round(np.linspace(0, steps, min(TRAJECTORY_POINTS, steps + 1))).astype(int).tolist()
             )
-            trajectory = [(1.0, x.clone())] if return_trajectory else []
-            for k in tqdm(range(steps), desc=sampler, disable=not progress, leave=False):
+            trajectory = [(1.0, x.clone())] if request.return_trajectory else []
+            for k in tqdm(range(steps), desc=sampler, disable=not request.progress, leave=False):
                 t, s = grid[k].expand(shape[0]), grid[k + 1].expand(shape[0])
-                x = self._step(x, s, t, cond, guidance_scale, sampler, generator, pinned)
-                if return_trajectory and k + 1 in keep:
+                x = self._step(x, s, t, cond, request.guidance_scale, sampler, generator, pinned)
+                if request.return_trajectory and k + 1 in keep:
                     trajectory.append((float(grid[k + 1]), x.clone()))
         return SampleOutput(x, trajectory, self.nfe - nfe_before)
 

@@ -48,6 +48,8 @@ from ..base import (
     Method,
     NLLOutput,
     SampleOutput,
+    SampleRequest,
+    SamplerInfo,
     drop_labels,
     sample_labels,
 )
@@ -111,6 +113,8 @@ class D3PM(Method):
 
     samplers = ("ancestral", "argmax")
     nll_estimators = ("bound",)
+    representation = "tokens"
+    known_semantics = "replacement"
 
     def __init__(
         self,
@@ -253,35 +257,30 @@ class D3PM(Method):
             nll, num_dims, {"prior": prior, "diffusion": diffusion, "reconstruction": reconstruction}
         )
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        return SamplerInfo(
+            name,
+            nfe_per_step=1.0,
+            default_steps=self.config.sample_steps or self.T,
+            max_steps=self.T,
+            deterministic=name == "argmax",
+            limit="the model's timesteps",
+        )
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
         r"""Ancestral sampling (``"ancestral"``) or the mode of every reverse step (``"argmax"``).
 
         ``steps`` < T walks the grid points ``round(linspace(T, 0, steps + 1))`` with the skip
         kernels :math:`p_\theta(x_s|x_t)` built from :math:`q(x_s|x_t,x_0)`. Known tokens are
         re-imposed after every step, noised to :math:`q(x_s|x_0)`, and exactly at the end.
         """
-        shape = self.resolve_shape(num_or_shape)
-        sampler = sampler or self.config.sampler
-        self.check_sampler(sampler)
-        steps = steps or self.config.sample_steps or self.T
-        if not 1 <= steps <= self.T:
-            raise ValueError(f"steps must be in 1 .. T={self.T}, got {steps}")
+        shape, sampler, steps, generator = request.shape, request.sampler, request.steps, request.generator
         device = self.device
-        cond = sample_labels(cond, shape[0], self.num_classes, device)
-        known_pair = check_known_tokens(known, known_mask, shape, self.transition.vocab_size, device)
+        cond = sample_labels(request.cond, shape[0], self.num_classes, device)
+        known_pair = check_known_tokens(
+            request.known, request.known_mask, shape, self.transition.vocab_size, device
+        )
         nfe_before = self.nfe
         with torch.no_grad():
             prior = self.transition.log_prior().to(device).expand(*shape, self.transition.num_states)
@@ -290,12 +289,13 @@ class D3PM(Method):
             keep = set(
                 np.round(np.linspace(0, steps, min(TRAJECTORY_POINTS, steps + 1))).astype(int).tolist()
             )
-            trajectory = [(1.0, x.clone())] if return_trajectory else []
+            trajectory = [(1.0, x.clone())] if request.return_trajectory else []
             pairs = list(itertools.pairwise(grid))
-            for k, (i, j) in enumerate(tqdm(pairs, desc=sampler, disable=not progress, leave=False)):
-                x = self._reverse_step(x, i, j, cond, guidance_scale, sampler, generator)
+            bar = tqdm(pairs, desc=sampler, disable=not request.progress, leave=False)
+            for k, (i, j) in enumerate(bar):
+                x = self._reverse_step(x, i, j, cond, request.guidance_scale, sampler, generator)
                 x = self._impose(x, known_pair, j / self.T, generator)
-                if return_trajectory and k + 1 in keep:
+                if request.return_trajectory and k + 1 in keep:
                     trajectory.append((j / self.T, x.clone()))
         return SampleOutput(x, trajectory, self.nfe - nfe_before)
 

@@ -44,8 +44,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..base import METHODS, Batch, LossOutput, Method, NLLOutput, SampleOutput, drop_labels, sample_labels
+from ..base import (
+    METHODS,
+    Batch,
+    LossOutput,
+    Method,
+    NLLOutput,
+    SampleOutput,
+    SampleRequest,
+    SamplerInfo,
+    drop_labels,
+    sample_labels,
+)
 from ..config import component
+from ..errors import UsageError
 from ..schedules import SCHEDULES, Schedule
 from . import decoding
 from .guidance import guided_log_probs
@@ -111,6 +123,8 @@ class MaskedDiffusion(Method):
 
     samplers = ("ancestral", "caching", "argmax", "confidence")
     nll_estimators = ("bound",)
+    representation = "tokens"
+    known_semantics = "exact"
 
     def __init__(
         self,
@@ -289,20 +303,18 @@ class MaskedDiffusion(Method):
         num_dims = torch.full((B,), float(L), device=x0.device)
         return NLLOutput(nll, num_dims, {"prior": prior, "diffusion": diffusion})
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        return SamplerInfo(
+            name,
+            nfe_per_step=1.0,  # at most: caching skips calls where nothing was unmasked
+            default_steps=self.config.sample_steps or self.T or self.event_shape[0],
+            max_steps=self.T or None,
+            deterministic=name in ("argmax", "confidence") or self.config.temperature == 0,
+            limit="the model's timesteps",
+        )
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
         """Draw ``(N, L')`` sequences with one of :attr:`samplers`; see :mod:`.decoding`.
 
         ``L'`` may differ from the training length L: shorter sequences are the first L' tokens of
@@ -310,22 +322,21 @@ class MaskedDiffusion(Method):
         (``block_size`` new tokens per window after the first). Known tokens are unmasked from the
         start and, being carried over, never change.
         """
-        sampler = sampler or self.config.sampler
-        self.check_sampler(sampler)
+        sampler, shape = request.sampler, request.shape
         if sampler == "caching" and self.config.time_conditioning:
-            raise ValueError(
+            raise UsageError(
                 "sampler 'caching' needs time_conditioning: false (it reuses outputs across times)"
             )
-        if steps is None:
-            steps = self.config.sample_steps or self.T or self.event_shape[0]
-        if steps < 1 or (self.T and steps > self.T):
-            raise ValueError(f"steps must be in 1 .. {self.T or 'any'}, got {steps}")
-        shape = self.resolve_shape(num_or_shape)
-        labels = sample_labels(cond, shape[0], self.num_classes, self.device, guidance_scale=guidance_scale)
-        known_pair = check_known_tokens(known, known_mask, shape, self.vocab_size, self.device)
+        guidance_scale = request.guidance_scale
+        labels = sample_labels(
+            request.cond, shape[0], self.num_classes, self.device, guidance_scale=guidance_scale
+        )
+        known_pair = check_known_tokens(
+            request.known, request.known_mask, shape, self.vocab_size, self.device
+        )
         options = decoding.DecodeOptions(
             sampler=sampler,
-            steps=steps,
+            steps=request.steps,
             temperature=0.0 if sampler == "argmax" else self.config.temperature,
             top_p=self.config.top_p,
             guidance_scale=guidance_scale,
@@ -338,9 +349,9 @@ class MaskedDiffusion(Method):
                 options,
                 labels,
                 known_pair,
-                generator,
-                trajectory=return_trajectory,
-                progress=progress,
+                request.generator,
+                trajectory=request.return_trajectory,
+                progress=request.progress,
             )
 
     def time_grid(self, steps: int) -> list[float]:

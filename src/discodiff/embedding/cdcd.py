@@ -42,14 +42,14 @@ embeddings noised to :math:`q(x_s|e)`, exactly at the end, and copied into the o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput
+from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput, SampleRequest, SamplerInfo
 from ..gaussian.losses import log_snr_diffusion_term, prior_kl
 from ..gaussian.process import VEProcess
 from ..gaussian.samplers import SamplerContext, run_sampler
@@ -221,33 +221,23 @@ class CDCD(EmbeddingMethod):
         grid[0], grid[-1] = 1.0, 0.0
         return grid
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        nfe = 2.0 if GAUSSIAN_STEPS[name] == "edm_heun" else 1.0
+        return SamplerInfo(name, nfe_per_step=nfe, default_steps=self.config.sample_steps, deterministic=True)
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
         """Euler or Heun on the warped grid, then the argmax of the last ``p(w|x_t)``; the
         trajectory holds latents ``(N, m, g d)``."""
-        shape = self.resolve_shape(num_or_shape)
-        sampler = sampler or self.config.sampler
-        self.check_sampler(sampler)
-        grid = self.time_grid(steps or self.config.sample_steps)
+        shape, generator = request.shape, request.generator
+        grid = self.time_grid(request.steps)
         device = self.device
-        cond = self.sample_labels(cond, shape[0], device)
-        known_tokens = self.known_tokens(known, known_mask, shape, device)
+        cond = self.sample_labels(request.cond, shape[0], device)
+        known_tokens = self.known_tokens(request.known, request.known_mask, shape, device)
         state: dict[str, Tensor | None] = {"previous": None, "log_probs": None}
 
         def denoise(x: Tensor, t: Tensor):
-            out = self.predict(x, t, cond, previous=state["previous"], guidance_scale=guidance_scale)
+            out = self.predict(x, t, cond, previous=state["previous"], guidance_scale=request.guidance_scale)
             state["previous"], state["log_probs"] = out.denoised.x0.to(x.dtype), out.log_probs
             return out.denoised
 
@@ -255,13 +245,13 @@ class CDCD(EmbeddingMethod):
         with torch.no_grad():
             x = randn((shape[0], *self.layout.event_shape), generator=generator, device=device)
             _, trajectory = run_sampler(
-                GAUSSIAN_STEPS[sampler],
+                GAUSSIAN_STEPS[request.sampler],
                 x * self.process.prior_std(1.0),
                 grid,
                 SamplerContext(process=self.process, denoise=denoise, generator=generator),
                 known=None if known_tokens is None else (known_tokens.latent, known_tokens.latent_mask),
-                return_trajectory=return_trajectory,
-                progress=progress,
+                return_trajectory=request.return_trajectory,
+                progress=request.progress,
             )
             tokens = state["log_probs"].argmax(dim=-1)
         return SampleOutput(self.impose(tokens, known_tokens), trajectory, self.denoiser.nfe - nfe_before)

@@ -51,14 +51,14 @@ and the argmax decoder; no embedding is learned.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor
 
-from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput
+from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput, SampleRequest, SamplerInfo
 from ..config import component
 from ..gaussian.losses import diffusion_step_kl, prior_kl, reverse_log_variance
 from ..gaussian.precond import Denoised, GaussianDenoiser
@@ -224,30 +224,27 @@ class DiffusionLM(EmbeddingMethod):
         num_dims = torch.full((x0.shape[0],), float(tokens.shape[1]), device=x0.device)
         return NLLOutput(nll, num_dims, {"prior": prior, "diffusion": diffusion, "rounding": rounding})
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        return SamplerInfo(
+            name,
+            nfe_per_step=1.0,
+            default_steps=self.config.sample_steps or self.T,
+            max_steps=self.T,
+            deterministic=name == "ddim" and self.config.ddim_eta == 0,
+            limit="the model's timesteps",
+        )
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
         """Ancestral or DDIM sampling of the latent, then decoding; the trajectory holds latents
         ``(N, m, g d)``."""
-        shape = self.resolve_shape(num_or_shape)
-        sampler = sampler or self.config.sampler
-        self.check_sampler(sampler)
-        grid = time_grid(steps or self.config.sample_steps or self.T, timesteps=self.T)
+        shape, generator = request.shape, request.generator
+        grid = time_grid(request.steps, timesteps=self.T)
         device = self.device
-        cond = self.sample_labels(cond, shape[0], device)
-        known_tokens = self.known_tokens(known, known_mask, shape, device)
+        cond = self.sample_labels(request.cond, shape[0], device)
+        known_tokens = self.known_tokens(request.known, request.known_mask, shape, device)
         c = self.config
+        guidance_scale = request.guidance_scale
         ctx = SamplerContext(
             process=self.process,
             denoise=lambda x, t: self.estimate(x, t, cond, guidance_scale=guidance_scale, clamp=c.clamp),
@@ -259,13 +256,13 @@ class DiffusionLM(EmbeddingMethod):
         with torch.no_grad():
             x = randn((shape[0], *self.layout.event_shape), generator=generator, device=device)
             x, trajectory = run_sampler(
-                sampler,
+                request.sampler,
                 x * self.process.prior_std(1.0),
                 grid.to(device),
                 ctx,
                 known=None if known_tokens is None else (known_tokens.latent, known_tokens.latent_mask),
-                return_trajectory=return_trajectory,
-                progress=progress,
+                return_trajectory=request.return_trajectory,
+                progress=request.progress,
             )
             tokens = self.decoder.decode(self.layout.split(x), self.encoder.table())
         return SampleOutput(self.impose(tokens, known_tokens), trajectory, self.denoiser.nfe - nfe_before)

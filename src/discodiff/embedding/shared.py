@@ -35,6 +35,9 @@ class KnownTokens:
 class EmbeddingMethod(Method):
     """Token data diffused as embeddings: a network, an encoder and a latent layout.
 
+    Known tokens are embedded and re-imposed on the latent at every step, noised to the current
+    time (replacement), then placed exactly in the decoded tokens.
+
     Args:
         net: ``net(x, t, cond)`` on latent inputs ``(B, m, channels)``.
         encoder: token ids -> vectors.
@@ -42,6 +45,9 @@ class EmbeddingMethod(Method):
         num_classes: number of class labels (0: unconditional).
         cond_drop_prob: label dropout for classifier-free guidance.
     """
+
+    representation = "tokens"
+    known_semantics = "replacement"
 
     def __init__(
         self,

@@ -26,10 +26,13 @@ from torch import Tensor
 from ..base import (
     METHODS,
     Batch,
+    EstimatorInfo,
     LossOutput,
     Method,
     NLLOutput,
     SampleOutput,
+    SampleRequest,
+    SamplerInfo,
     check_known,
     drop_labels,
     sample_labels,
@@ -118,6 +121,8 @@ class GaussianDiffusion(Method):
 
     samplers = tuple(GAUSSIAN_SAMPLERS.names())
     nll_estimators = ("bound", "ode")
+    representation = "continuous"
+    known_semantics = "replacement"
 
     def __init__(
         self,
@@ -337,35 +342,42 @@ class GaussianDiffusion(Method):
             ode_atol=c.ode_atol,
         )
 
-    def sample(
-        self,
-        num_or_shape: int | Sequence[int],
-        *,
-        steps: int | None = None,
-        sampler: str | None = None,
-        cond: Tensor | None = None,
-        guidance_scale: float = 1.0,
-        known: Tensor | None = None,
-        known_mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        return_trajectory: bool = False,
-        progress: bool = False,
-    ) -> SampleOutput:
-        shape = self.resolve_shape(num_or_shape)
-        sampler = sampler or self.config.sampler
-        self.check_sampler(sampler)
-        steps = steps or self.config.sample_steps or (self.T or DEFAULT_CONTINUOUS_STEPS)
+    def sampler_info(self, name: str) -> SamplerInfo:
+        self.check_sampler(name)
+        spec = GAUSSIAN_SAMPLERS.get(name)
+        c = self.config
+        nfe = None if spec.adaptive else spec.nfe_per_step + (c.pc_corrector_steps if spec.corrector else 0)
+        return SamplerInfo(
+            name,
+            nfe_per_step=nfe,
+            default_steps=c.sample_steps or (self.T or DEFAULT_CONTINUOUS_STEPS),
+            max_steps=self.T or None,
+            deterministic=spec.deterministic and (name != "ddim" or c.ddim_eta == 0),
+            limit="the model's timesteps",
+        )
+
+    def estimator_info(self, name: str) -> EstimatorInfo:
+        self.check_estimator(name)
+        # the ODE likelihood is exact up to solver tolerance, but Monte Carlo with Hutchinson's
+        # trace or uniform dequantization; the bound is Monte Carlo over its noise draws
+        hutchinson = math.prod(self.event_shape) > self.config.exact_divergence_max_dim
+        monte_carlo = name == "bound" or hutchinson or self.levels is not None
+        return EstimatorInfo(name, exact=name == "ode" and self.levels is None, monte_carlo=monte_carlo)
+
+    def generate(self, request: SampleRequest) -> SampleOutput:
+        shape, sampler = request.shape, request.sampler
         device = self.device
-        cond = sample_labels(cond, shape[0], self.num_classes, device)
-        known_pair = check_known(known, known_mask, shape)
+        cond = sample_labels(request.cond, shape[0], self.num_classes, device)
+        known_pair = check_known(request.known, request.known_mask, shape)
         if known_pair is not None:
             known_pair = (known_pair[0].to(device), known_pair[1].to(device))
         if GAUSSIAN_SAMPLERS.get(sampler).adaptive:
             grid = torch.tensor([self.t_max, self.t_first, 0.0], dtype=torch.float64)
         else:
-            grid = time_grid(steps, timesteps=self.T, t_max=self.t_max)
+            grid = time_grid(request.steps, timesteps=self.T, t_max=self.t_max)
+        generator = request.generator
         x = randn(shape, generator=generator, device=device) * self.process.prior_std(self.t_max)
-        ctx = self._context(cond, guidance_scale, generator, self.clip)
+        ctx = self._context(cond, request.guidance_scale, generator, self.clip)
         nfe_before = self.denoiser.nfe
         with torch.no_grad():
             x, trajectory = run_sampler(
@@ -374,8 +386,8 @@ class GaussianDiffusion(Method):
                 grid.to(device),
                 ctx,
                 known=known_pair,
-                return_trajectory=return_trajectory,
-                progress=progress,
+                return_trajectory=request.return_trajectory,
+                progress=request.progress,
             )
         return SampleOutput(x, trajectory, self.denoiser.nfe - nfe_before)
 

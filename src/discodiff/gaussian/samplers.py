@@ -65,18 +65,25 @@ Step = Callable[[Tensor, Tensor, Tensor, SamplerContext], Tensor]
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """A registered sampler: its step, and whether it picks its own steps (adaptive solvers)."""
+    """A registered sampler: its step, whether it picks its own steps (adaptive solvers), its
+    network calls per step (plus the Langevin corrector's, where it has one) and whether it is
+    deterministic given the prior draw (DDIM: when eta = 0)."""
 
     step: Step
     adaptive: bool = False
+    nfe_per_step: int = 1
+    corrector: bool = False
+    deterministic: bool = False
 
 
 GAUSSIAN_SAMPLERS: Registry[SamplerSpec] = Registry("Gaussian sampler")
 
 
-def _register(name: str, adaptive: bool = False):
+def _register(
+    name: str, *, adaptive: bool = False, nfe: int = 1, corrector: bool = False, deterministic: bool = False
+):
     def deco(fn: Step) -> Step:
-        GAUSSIAN_SAMPLERS.register(name)(SamplerSpec(fn, adaptive))
+        GAUSSIAN_SAMPLERS.register(name)(SamplerSpec(fn, adaptive, nfe, corrector, deterministic))
         return fn
 
     return deco
@@ -97,7 +104,7 @@ def ancestral_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tens
     return mean + std * ctx.randn_like(x)
 
 
-@_register("ddim")
+@_register("ddim", deterministic=True)
 def ddim_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
     r"""DDIM (Song, Meng & Ermon 2021, Eq. 12):
     :math:`x_s = \alpha_s\hat x_0 + \sqrt{\sigma_s^2 - c^2}\,\hat\epsilon + c z`,
@@ -145,20 +152,20 @@ def langevin_correct(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Te
     return x
 
 
-@_register("pc")
+@_register("pc", corrector=True)
 def predictor_corrector_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
     """Predictor-corrector (Song et al. 2021, Algorithm 1): Langevin corrector at t, then an
     Euler-Maruyama predictor step to s."""
     return euler_maruyama_step(langevin_correct(x, t, s, ctx), t, s, ctx)
 
 
-@_register("ode_euler")
+@_register("ode_euler", deterministic=True)
 def ode_euler_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
     """Probability-flow ODE, one Euler step."""
     return x + append_dims(s - t, x) * ctx.velocity(x, t)
 
 
-@_register("ode_heun")
+@_register("ode_heun", nfe=2, deterministic=True)
 def ode_heun_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
     """Probability-flow ODE, one Heun (2nd-order) step (Karras et al. 2022, Algorithm 1)."""
     h = append_dims(s - t, x)
@@ -167,7 +174,7 @@ def ode_heun_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tenso
     return x + h * 0.5 * (v_t + ctx.velocity(x_euler, s))
 
 
-@_register("edm_heun")
+@_register("edm_heun", nfe=2, deterministic=True)
 def edm_heun_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
     r"""Heun's method on the probability-flow ODE in scaled variables (Karras et al. 2022, Alg. 1).
 
@@ -189,7 +196,7 @@ def edm_heun_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tenso
     return append_dims(a_s, x) * (y + h * 0.5 * (eps_t + eps_s))
 
 
-@_register("ode_adaptive", adaptive=True)
+@_register("ode_adaptive", adaptive=True, deterministic=True)
 def ode_adaptive_step(x: Tensor, t: Tensor, s: Tensor, ctx: SamplerContext) -> Tensor:
     """Probability-flow ODE from t to s with torchdiffeq's adaptive dopri5 (rtol, atol).
 

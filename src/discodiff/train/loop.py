@@ -22,9 +22,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..base import Batch, Method
-from ..data.base import DataSource, check_finite
+from ..data.base import DataSource
+from ..errors import TrainingError
 from ..progress import Bar, LossWindow, train_line
 from ..runconfig import TrainConfig
+from ..state import check_finite, index, to_device
 from .checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -37,10 +39,6 @@ from .checkpoint import (
 from .distributed import DistInfo
 from .ema import EMA
 from .lr import lr_at
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (non-finite loss or gradient)."""
 
 
 class _LossModule(nn.Module):
@@ -175,7 +173,7 @@ class Trainer:
         x, cond = self.stream.next(self.config.batch_size)
         check_finite(x, f"the training batch of step {self.step + 1}")
         offset, count = self.dist.rows(self.config.batch_size)
-        x = x[offset : offset + count].to(self.device, non_blocking=True)
+        x = to_device(index(x, slice(offset, offset + count)), self.device, non_blocking=True)
         cond = None if cond is None else cond[offset : offset + count].to(self.device)
         return Batch(x, cond, rows=(offset, self.config.batch_size))
 
