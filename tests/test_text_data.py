@@ -121,7 +121,7 @@ def test_text8_format_of_any_text(tmp_path: Path) -> None:
     )
     assert data.vocab.chars == TEXT8_ALPHABET and data.info.vocab_size == 27
     assert data.encode(" az").tolist() == [0, 1, 26]
-    assert data.decode(data.split("val")[0])[0] in to_text8("The Cat, 9 lives!\n" * 40)
+    assert data.decode_batch(data.split("val")[0])[0] in to_text8("The Cat, 9 lives!\n" * 40)
 
 
 def test_text8_file_loader(tmp_path: Path) -> None:
@@ -132,7 +132,7 @@ def test_text8_file_loader(tmp_path: Path) -> None:
     assert (
         len(data.parts["train"]) == 1800 and len(data.parts["val"]) == 100 and len(data.parts["test"]) == 100
     )
-    assert data.decode(data.split("test")[0]) == [text[1900 + 20 * i : 1920 + 20 * i] for i in range(5)]
+    assert data.decode_batch(data.split("test")[0]) == [text[1900 + 20 * i : 1920 + 20 * i] for i in range(5)]
     assert data.state_dict() == {"chars": TEXT8_ALPHABET}
     with pytest.raises(ValueError, match="not a text8 file: byte b'A' at offset 3"):
         build_text8(Text8Config(path=write(tmp_path, "abcAdef" * 100, "bad")))

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .base import (
     METHODS,
@@ -55,6 +54,7 @@ from .categorical.logspace import log_normalize
 from .categorical.sampling import sample_categorical, sharpen
 from .data.base import DataInfo
 from .nets.base import NetSpec
+from .progress import track
 from .utils import LN2
 
 
@@ -83,6 +83,7 @@ class Autoregressive(Method):
     nll_estimators = ("bound", "exact")  # the exact NLL is its own (tight) bound: both give it
     representation = "tokens"
     known_semantics = "prefix"
+    loss_label = "cross-entropy, nats per token"
 
     def __init__(
         self,
@@ -197,7 +198,7 @@ class Autoregressive(Method):
         x = torch.zeros(n, self.length, dtype=torch.long, device=self.device)
         cache = self.net.init_cache(self.length) if self.config.kv_cache else None
         t = torch.zeros(rows, device=self.device)
-        for i in tqdm(range(self.length), disable=not progress, desc="ar"):
+        for i in track(range(self.length), desc="ar", enabled=progress):
             if cache is not None:  # feed only the newest input token
                 inp = x[:, i - 1 : i] if i > 0 else torch.full_like(x[:, :1], self.bos)
             else:  # feed the whole prefix (BOS, x_0, ..., x_{i-1})

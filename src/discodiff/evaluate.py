@@ -12,11 +12,13 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .base import Batch, Method, SampleOutput
 from .data.base import DataSource
+from .metrics.stats import ratio_stderr
 from .metrics.text import generative_perplexity
+from .precision import network_precision
+from .progress import Bar, counting_calls
 from .runconfig import EvalConfig
 from .state import batch_size, cat, index, to_device
 from .utils import LN2
@@ -35,7 +37,10 @@ def likelihood(
     method: Method, data: DataSource, cfg: EvalConfig, *, split: str = "test", progress: bool = False
 ) -> dict[str, float]:
     """Mean NLL over ``cfg.nll_examples`` examples of ``split``, per estimator, in bits per
-    dimension (or character) and in nats per example."""
+    dimension (or character) and in nats per example; for a Monte Carlo estimator also the
+    standard error of the bits (``<unit>_stderr``, over examples: :func:`ratio_stderr`).
+
+    Progress (``progress``) ticks at every network call, i.e. per time step of a bound."""
     x, cond = data.split(split)
     if cfg.nll_examples:
         x, cond = index(x, slice(0, cfg.nll_examples)), None if cond is None else cond[: cfg.nll_examples]
@@ -45,18 +50,24 @@ def likelihood(
     device = method.device
     for estimator in cfg.estimators:
         method.check_estimator(estimator)
-        total_nats, total_dims = 0.0, 0.0
+        nats, dims = [], []
         starts = range(0, n, cfg.batch_size)
-        with seeded(cfg.seed, device):
-            for i in tqdm(starts, desc=f"nll ({estimator})", disable=not progress, leave=False):
+        bar = Bar(None, desc=f"nll ({estimator})", unit="network call", enabled=progress)
+        with seeded(cfg.seed, device), bar, counting_calls(method.networks().values(), bar):
+            for i in starts:
                 xb = to_device(index(x, slice(i, i + cfg.batch_size)), device)
                 cb = None if cond is None else cond[i : i + cfg.batch_size].to(device)
                 res = method.nll(Batch(xb, cb), estimator=estimator)
-                total_nats += float(res.nll.double().sum())
-                total_dims += float(res.num_dims.double().sum())
+                nats.append(res.nll.detach().double().cpu())
+                dims.append(res.num_dims.detach().double().cpu())
+                if i == 0:  # every batch makes about as many calls as the first
+                    bar.set_total(bar.count * len(starts))
+        total_nats, total_dims = torch.cat(nats), torch.cat(dims)
         suffix = "" if estimator == "bound" else f"_{estimator}"
-        out[f"{unit}{suffix}"] = total_nats / total_dims / LN2
-        out[f"nll_nats{suffix}"] = total_nats / n
+        out[f"{unit}{suffix}"] = float(total_nats.sum() / total_dims.sum()) / LN2
+        if method.estimator_info(estimator).monte_carlo:
+            out[f"{unit}{suffix}_stderr"] = ratio_stderr(total_nats, total_dims) / LN2
+        out[f"nll_nats{suffix}"] = float(total_nats.sum()) / n
     return out
 
 
@@ -115,16 +126,20 @@ def load_reference(run_dir: str, data: DataSource, device: torch.device) -> Meth
 def evaluate(
     method: Method, data: DataSource, cfg: EvalConfig, *, progress: bool = False
 ) -> tuple[dict[str, float], SampleOutput | None, Tensor | None]:
-    """Likelihood and sample metrics; also returns the samples and their labels."""
+    """Likelihood and sample metrics; also returns the samples and their labels. The networks run
+    in ``cfg.precision`` (bf16 autocast or fp32; ``None``: fp32, see
+    :func:`~discodiff.precision.resolved_eval`)."""
     was_training = method.training
     method.eval()
     try:
-        metrics = likelihood(method, data, cfg, progress=progress)
+        with network_precision(method, cfg.precision):
+            metrics = likelihood(method, data, cfg, progress=progress)
         samples, cond = None, None
         if cfg.num_samples:
-            samples, cond, seconds = draw_samples(
-                method, data, cfg, cfg.num_samples, progress=progress, return_trajectory=True
-            )
+            with network_precision(method, cfg.precision):
+                samples, cond, seconds = draw_samples(
+                    method, data, cfg, cfg.num_samples, progress=progress, return_trajectory=True
+                )
             metrics["sample_seconds_per_example"] = seconds / cfg.num_samples
             metrics["sample_nfe"] = float(samples.nfe)
             metrics.update(data.sample_metrics(samples.x, cond))

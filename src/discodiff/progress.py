@@ -14,10 +14,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TextIO, TypeVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
@@ -82,6 +83,13 @@ class Bar:
                 self.write(self._status())
                 self._last_line = now
 
+    def set_total(self, total: int) -> None:
+        """Set (or correct) the number of units once it is known."""
+        self.total = total
+        if self._tqdm is not None:
+            self._tqdm.total = total
+            self._tqdm.refresh()
+
     def set_postfix(self, **values: str) -> None:
         """Extra fields on the terminal bar (plain output writes its own lines)."""
         if self._tqdm is not None:
@@ -100,7 +108,7 @@ class Bar:
         seconds = time.perf_counter() - self.start
         done = self.count - self._initial
         of = f"/{self.total}" if self.total is not None else ""
-        rate = f", {done / seconds:.3g} {self.unit}/s" if seconds > 0 and done else ""
+        rate = f", {done / seconds:.3g}/s" if seconds > 0 and done else ""
         return f"{self.desc}: {self.count}{of} {self.unit}s in {seconds:.1f} s{rate}"
 
     def close(self) -> None:
@@ -130,6 +138,18 @@ def track(
         for item in iterable:
             yield item
             bar.update(1)
+
+
+@contextmanager
+def counting_calls(modules: Iterable[nn.Module], bar: Bar) -> Iterator[None]:
+    """Advance ``bar`` by one at every forward call of ``modules`` inside the block: progress per
+    network call, which for a likelihood bound is one tick per time step."""
+    handles = [m.register_forward_hook(lambda *_: bar.update(1)) for m in modules] if bar.enabled else []
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def train_line(step: int, planned: int, record: dict) -> str:

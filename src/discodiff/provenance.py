@@ -31,7 +31,7 @@ def _git(*args: str) -> str | None:
 @cache
 def git_commit() -> str | None:
     """The commit of the discodiff sources when they are a git checkout (an editable install),
-    with ``-dirty`` appended when tracked files under ``src/`` differ from it; ``None`` for an
+    with ``-dirty`` appended when tracked files of the package differ from it; ``None`` for an
     installed wheel (or without git). A checkout that merely *contains* an installed copy (a
     virtual environment inside a project's repository) does not count."""
     top = _git("rev-parse", "--show-toplevel")
@@ -40,7 +40,7 @@ def git_commit() -> str | None:
     commit = _git("rev-parse", "HEAD")
     if not commit:
         return None
-    changes = _git("status", "--porcelain", "--untracked-files=no", "--", "src")
+    changes = _git("status", "--porcelain", "--untracked-files=no", "--", str(PACKAGE_DIR))
     return commit + ("-dirty" if changes else "")
 
 

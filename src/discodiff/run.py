@@ -26,6 +26,7 @@ from .build import build_run, read_data_state, save_run_files
 from .config import ConfigError
 from .evaluate import draw_samples, evaluate
 from .plots import loss_curve
+from .precision import network_precision, resolved_eval
 from .provenance import git_commit
 from .runconfig import EvalConfig, RunConfig
 from .state import shape_of, to_device
@@ -56,7 +57,7 @@ def _periodic_samples(eval_cfg: EvalConfig):
         if trainer.dist.is_main:
             out_dir = trainer.run_dir / "samples"
             out_dir.mkdir(exist_ok=True)
-            with trainer.averaged() as model:
+            with trainer.averaged() as model, network_precision(model, eval_cfg.precision):
                 samples, cond, _ = draw_samples(model, trainer.data, eval_cfg, PERIODIC_SAMPLES)
             trainer.data.save_samples(samples.x, out_dir / f"step_{trainer.step:08d}", cond)
 
@@ -94,7 +95,7 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
     example = trainer.data.infilling_example(INFILL_EXAMPLES)
     if example is not None:
         known, mask = example
-        with trainer.averaged() as model:
+        with trainer.averaged() as model, network_precision(model, eval_cfg.precision):
             out = model.sample(
                 shape_of(known),
                 known=to_device(known, model.device),
@@ -104,7 +105,12 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
                 generator=torch.Generator().manual_seed(eval_cfg.seed),
             )
         trainer.data.save_infilling(known, mask, to_device(out.x, "cpu"), run_dir / "infill")
-    loss_curve(trainer.metrics_path, run_dir / "loss.png")
+    loss_curve(
+        trainer.metrics_path,
+        run_dir / "loss.png",
+        label=trainer.method.loss_label,
+        window=trainer.config.log_every,
+    )
     return metrics
 
 
@@ -138,13 +144,14 @@ def train_run(
         trainer = Trainer(method, data, config.train, run_dir, seed=config.seed, device=device, dist=dist)
         if resume:
             trainer.resume()
+        eval_cfg = resolved_eval(config)  # eval.precision: None -> the training precision
         seconds_before, fit_start = trainer.train_seconds, time.perf_counter()
         try:
             trainer.fit(
                 max_steps=max_steps,
                 progress=progress,
-                on_eval=_periodic_eval(config.eval),
-                on_sample=_periodic_samples(config.eval),
+                on_eval=_periodic_eval(eval_cfg),
+                on_sample=_periodic_samples(eval_cfg),
             )
         except TrainingError:
             if dist.is_main:
@@ -154,6 +161,6 @@ def train_run(
             raise
         if not dist.is_main:
             return {}
-        return final_outputs(trainer, config.eval, progress=progress)
+        return final_outputs(trainer, eval_cfg, progress=progress)
     finally:
         shutdown_distributed()

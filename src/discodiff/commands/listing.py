@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import UsageError
-from .declared import declared_method, describe, method_rows, sampler_rows
+from .declared import EXAMPLE_LENGTH, declared_method, describe, method_rows, sampler_rows
 
 KINDS = ("methods", "samplers", "datasets", "schedules", "nets", "configs")
 
@@ -117,8 +117,15 @@ def _rows(args: argparse.Namespace) -> list[dict]:
             return method_rows([declared_method(args.source)])
         return method_rows([declared_method(name) for name in METHODS.names()])
     if args.kind == "samplers":
-        names = [args.source] if args.source is not None else METHODS.names()
-        return [row for name in names for row in sampler_rows(declared_method(name))]
+        if args.source is not None:
+            return sampler_rows(declared_method(args.source))
+        return [
+            row
+            for name in METHODS.names()
+            for row in sampler_rows(
+                declared_method(name), declared_method(name, length=EXAMPLE_LENGTH + 1)[1]
+            )
+        ]
     if args.kind == "configs":
         rows = _config_rows()
         if not rows:
@@ -147,4 +154,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
     else:
         print(format_table(rows))
+        if any(value == "L" for row in rows for value in row.values()):
+            print("(L: the data's sequence length)")
     return 0

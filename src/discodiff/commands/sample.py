@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate import sample_labels
     from ..precision import network_precision, resolved_eval
     from ..provenance import git_commit
+    from ..state import to_device
     from ..utils import resolve_device
 
     if args.num is not None and args.num < 1:
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     stem = (args.out or args.run_dir / "samples" / "sample").with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = data.save_samples(out.x.cpu(), stem, cond)
+    paths = data.save_samples(to_device(out.x, "cpu"), stem, cond)
     record = {
         "run": str(args.run_dir),
         "step": run_.step,
