@@ -206,12 +206,12 @@ def test_inpainting_from_the_command_line(tmp_path, capsys):
 
 def test_text_prompt_errors(tmp_path):
     data = build_data(replaced(data={"name": "text", "seq_len": 16, "eval_windows": 2}))
-    with pytest.raises(UsageError, match="have 20 characters; this run's sequences have 16"):
-        text_known(data, 1, prompt="0123456789", suffix="abcdefghij")
+    with pytest.raises(UsageError, match="have 20 tokens; this run's sequences have 16"):
+        text_known(data, 1, prompt="abcdefghij", suffix="klmnopqrst")
     template = tmp_path / "t.txt"
-    template.write_text("a b c\n")
-    with pytest.raises(UsageError, match="marker ' ' is a character of this run's vocabulary"):
-        text_known(data, 1, infill=template, marker=" ")
+    template.write_text("a" * 10 + "___" + "b" * 4 + "\n")  # 17 positions
+    with pytest.raises(UsageError, match="spans 17 tokens; this run's sequences have 16"):
+        text_known(data, 1, infill=template)
     template.write_text("____\n")
     with pytest.raises(UsageError, match="holds only '_' markers"):
         text_known(data, 1, infill=template)

@@ -5,6 +5,7 @@ abbreviated options. One tiny text run is shared by the module."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,12 @@ def test_version_and_no_abbreviated_options(tmp_path, capsys):
         main(["train", str(tmp_path / "c.yaml"), "--max-step", "3"])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --max-step" in capsys.readouterr().err
+
+
+def test_readme_notebook_example_runs(text_run, capsys):
+    """The README's "sample in a notebook" example, on this module's run."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "discodiff.load(" in b)
+    run, _ = text_run
+    exec(compile(block.replace('"runs/demo-mdlm"', repr(str(run))), "README.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("ROMEO:")

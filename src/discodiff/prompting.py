@@ -5,10 +5,15 @@ Text (a data set with ``encode`` / ``decode``):
 
 - ``--prompt TEXT``: the sequence starts with TEXT (its first ``len(TEXT)`` positions are known);
 - ``--suffix TEXT``: the sequence ends with TEXT;
-- ``--infill FILE``: FILE is a template of at most ``seq_len`` characters in which every
-  :data:`INFILL_MARKER` (``_``, or the character given with ``--marker``) is one position to
-  fill and every other character is kept; positions after the end of the file are generated too.
-  One newline at the end of the file (as editors write it) is not part of the template.
+- ``--infill FILE``: FILE is a template in which every :data:`INFILL_MARKER` (``_``, or the
+  character given with ``--marker``) is one position to fill (one token: one character in a
+  character-level run) and the text between markers is kept; positions after the end of the
+  template are generated too. One newline at the end of the file (as editors write it) is not
+  part of the template, and the marker always means a hole (choose another one with
+  ``--marker`` for text that contains it).
+
+Lengths count tokens, i.e. the ids the data set's ``encode`` gives (characters for character
+vocabularies).
 
 Images (a data set with ``encode_levels``): ``--inpaint FILE.npy`` holds one image ``(H, W)``
 or several ``(N, H, W)`` / ``(N, 1, H, W)`` in the data's integer pixel levels (0..levels-1),
@@ -20,6 +25,7 @@ What conditioning on known values means depends on the method (its ``known_seman
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,66 +72,66 @@ def _encode(data: DataSource, text: str, what: str) -> Tensor:
         raise DataError(f"{what}: {err}") from None
 
 
+def _template_spans(data: DataSource, path: Path, marker: str) -> tuple[list[tuple[int, Tensor]], int]:
+    """The known spans of an infill template and the number of positions it covers."""
+    if len(marker) != 1:
+        raise UsageError(f"--marker must be one character, got {marker!r}")
+    if not path.is_file():
+        raise UsageError(f"--infill: file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    text = text[:-1] if text.endswith("\n") else text
+    spans, position = [], 0
+    for segment in (s for s in re.split(f"({re.escape(marker)}+)", text) if s):
+        if segment[0] == marker:  # a run of markers: that many positions to fill
+            position += len(segment)
+        else:
+            ids = _encode(data, segment, f"--infill {path}")
+            spans.append((position, ids))
+            position += len(ids)
+    if not spans:
+        raise UsageError(f"--infill: {path} holds only {marker!r} markers: nothing is known")
+    return spans, position
+
+
 def text_known(
     data: DataSource,
     num: int,
     *,
+    length: int | None = None,
     prompt: str | None = None,
     suffix: str | None = None,
     infill: Path | None = None,
     marker: str = INFILL_MARKER,
 ) -> Known:
-    """``(num, L)`` known ids and mask from a prompt and/or suffix, or from an infill template."""
+    """``(num, L)`` known ids and mask from a prompt and/or suffix, or from an infill template;
+    ``L`` is ``length`` or the data's sequence length."""
     if not hasattr(data, "encode"):
         raise UsageError(
             "--prompt, --suffix and --infill need a text run (its data set encodes text); "
             "this run's data set does not"
         )
-    (length,) = data.info.event_shape
-    ids = torch.zeros(length, dtype=torch.long)
-    mask = torch.zeros(length, dtype=torch.bool)
+    length = length or data.info.event_shape[0]
+    spans: list[tuple[int, Tensor]] = []  # (first position, ids) of each known span
     source: dict = {}
     if infill is not None:
         if prompt is not None or suffix is not None:
             raise UsageError("--infill gives the whole template: use it without --prompt / --suffix")
-        if len(marker) != 1:
-            raise UsageError(f"--marker must be one character, got {marker!r}")
-        if not infill.is_file():
-            raise UsageError(f"--infill: file not found: {infill}")
-        text = infill.read_text(encoding="utf-8")
-        text = text[:-1] if text.endswith("\n") else text
-        if len(text) > length:
-            raise UsageError(
-                f"--infill: {infill} has {len(text)} characters; this run's sequences have {length}"
-            )
-        known_pos = [i for i, c in enumerate(text) if c != marker]
-        if not known_pos:
-            raise UsageError(f"--infill: {infill} holds only {marker!r} markers: nothing is known")
-        try:
-            _encode(data, marker, "--marker")
-        except DataError:
-            pass
-        else:
-            raise UsageError(
-                f"the infill marker {marker!r} is a character of this run's vocabulary; choose "
-                "another one with --marker"
-            )
-        kept = "".join(text[i] for i in known_pos)
-        ids[known_pos] = _encode(data, kept, f"--infill {infill}")
-        mask[known_pos] = True
+        spans, total = _template_spans(data, infill, marker)
+        what = f"--infill: {infill} spans"
         source["infill"] = str(infill)
     else:
-        given = [(p, name) for p, name in ((prompt, "prompt"), (suffix, "suffix")) if p]
-        total = sum(len(p) for p, _ in given)
-        if total > length:
-            raise UsageError(
-                f"--prompt and --suffix have {total} characters; this run's sequences have {length}"
-            )
-        for text, name in given:
-            encoded = _encode(data, text, f"--{name}")
-            where = slice(0, len(text)) if name == "prompt" else slice(length - len(text), length)
-            ids[where], mask[where] = encoded, True
-            source[name] = text
+        head = _encode(data, prompt, "--prompt") if prompt else None
+        tail = _encode(data, suffix, "--suffix") if suffix else None
+        spans = [(0, head)] if head is not None else []
+        spans += [(length - len(tail), tail)] if tail is not None else []
+        total, what = sum(len(ids) for _, ids in spans), "--prompt and --suffix have"
+        source.update({k: v for k, v in (("prompt", prompt), ("suffix", suffix)) if v})
+    if total > length:
+        raise UsageError(f"{what} {total} tokens; this run's sequences have {length}")
+    ids = torch.zeros(length, dtype=torch.long)
+    mask = torch.zeros(length, dtype=torch.bool)
+    for start, span in spans:
+        ids[start : start + len(span)], mask[start : start + len(span)] = span, True
     return Known(ids.expand(num, length).clone(), mask.expand(num, length).clone(), source)
 
 

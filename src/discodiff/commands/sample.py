@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("run_dir", type=Path)
     s.add_argument("--num", type=int, help=f"number of samples (default {DEFAULT_NUM})")
     s.add_argument("--steps", type=int, help="sampler steps (default: the sampler's)")
+    s.add_argument(
+        "--length", type=int, help="sequence runs: sample this many tokens (longer: semi-autoregressive)"
+    )
     s.add_argument("--sampler", help="sampler name (default: the method's; see `discodiff list samplers`)")
     s.add_argument("--out", type=Path, help="output file (default: RUN_DIR/samples/sample.*)")
     s.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale")
@@ -65,6 +68,7 @@ def _known(args: argparse.Namespace, data) -> Known | None:
     return text_known(
         data,
         args.num or DEFAULT_NUM,
+        length=args.length,
         prompt=args.prompt,
         suffix=args.suffix,
         infill=args.infill,
@@ -94,6 +98,13 @@ def run(args: argparse.Namespace) -> int:
     if known is not None and method.known_semantics == "none":
         raise UsageError(f"method {run_.config.method.name!r} cannot sample from known values")
     num = len(known.known) if known is not None else args.num or DEFAULT_NUM
+    shape: int | tuple[int, ...] = num
+    if args.length is not None:
+        if len(method.event_shape) != 1:
+            raise UsageError("--length is for sequence runs (one-dimensional examples)")
+        if args.inpaint is not None:
+            raise UsageError("--length does not apply to --inpaint")
+        shape = (num, args.length)
     sampler = args.sampler or method.default_sampler
     steps = args.steps if args.steps is not None else method.sampler_info(sampler).default_steps
     precision = args.precision or resolved_eval(run_.config).precision
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with network_precision(method, precision):
         out = method.sample(
-            num,
+            shape,
             steps=steps,
             sampler=sampler,
             cond=None if cond is None else cond.to(method.device),
@@ -122,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         "sampler": sampler,
         "steps": steps,
         "num": num,
+        "length": args.length,
         "seed": args.seed,
         "guidance_scale": args.guidance_scale,
         "precision": precision,
