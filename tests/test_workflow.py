@@ -3,6 +3,7 @@ precision and progress, plots, inpainting and text prompts."""
 
 import json
 import math
+import time
 
 import matplotlib.figure
 import numpy as np
@@ -219,3 +220,26 @@ def test_text_prompt_errors(tmp_path):
     known = text_known(data, 2, infill=template)
     assert known.mask[0].tolist() == [True, True, False, True] + [False] * 12
     assert data.decode(known.known[1][[0, 1, 3]]) == "abd"
+
+
+def test_a_step_budget_gives_the_same_numbers_on_a_slower_machine(tmp_path, monkeypatch):
+    """The README's main job runs on a step budget: a machine half as fast (here every step takes
+    twice as long or more) takes longer but reaches the same weights and the same metrics."""
+    cfg = tiny_config(train={"steps": 10}, eval={"num_samples": 50})
+    fast = train_run(cfg, tmp_path / "fast", progress=False)
+    step, slowed = Trainer.train_step, []
+
+    def slow_step(self):
+        start = time.perf_counter()
+        out = step(self)
+        time.sleep(time.perf_counter() - start + 0.01)  # every step at least twice as long
+        slowed.append(self.step)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    slow = train_run(cfg, tmp_path / "slow", progress=False)
+    assert slowed == list(range(1, 11))
+    timing = {"train_seconds", "sample_seconds_per_example"}
+    assert {k: v for k, v in slow.items() if k not in timing} == {
+        k: v for k, v in fast.items() if k not in timing
+    }

@@ -42,8 +42,10 @@ class Bar:
         unit: the unit's name, e.g. ``"step"``.
         enabled: ``False`` shows nothing.
         initial: units already done (a resumed run).
-        plain_every: without a terminal, write a line every this many units (``None``: only every
-            :data:`PLAIN_INTERVAL_S` seconds and at the end).
+        own_lines: without a terminal, the caller writes its own lines (training's log lines) and
+            the bar none; otherwise it writes one every :data:`PLAIN_INTERVAL_S` seconds and one
+            at the end.
+        leave: keep the finished bar on the terminal.
     """
 
     def __init__(
@@ -54,18 +56,19 @@ class Bar:
         unit: str = "it",
         enabled: bool = True,
         initial: int = 0,
-        plain_every: int | None = None,
+        own_lines: bool = False,
+        leave: bool = False,
         stream: TextIO | None = None,
     ) -> None:
         self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
-        self.count, self.plain_every = initial, plain_every
+        self.count, self.own_lines = initial, own_lines
         self.stream = sys.stderr if stream is None else stream
         self.start = self._last_line = time.perf_counter()
         self._initial = initial
         self._tqdm = None
         if enabled and on_terminal(self.stream):
             self._tqdm = tqdm(
-                total=total, initial=initial, desc=desc, unit=unit, leave=False, dynamic_ncols=True
+                total=total, initial=initial, desc=desc, unit=unit, leave=leave, dynamic_ncols=True
             )
 
     @property
@@ -77,7 +80,7 @@ class Bar:
         self.count += n
         if self._tqdm is not None:
             self._tqdm.update(n)
-        elif self.plain and self.plain_every is None:
+        elif self.plain and not self.own_lines:
             now = time.perf_counter()
             if now - self._last_line >= PLAIN_INTERVAL_S:
                 self.write(self._status())
@@ -114,7 +117,7 @@ class Bar:
     def close(self) -> None:
         if self._tqdm is not None:
             self._tqdm.close()
-        elif self.plain and self.plain_every is None:
+        elif self.plain and not self.own_lines:
             self.write(self._status())
 
     def __enter__(self) -> Bar:

@@ -231,7 +231,8 @@ class Trainer:
             unit="step",
             enabled=progress and self.dist.is_main,
             initial=self.step,
-            plain_every=cfg.log_every,
+            own_lines=True,
+            leave=True,
         )
         window_start, window_steps = time.perf_counter(), 0
         self.stopped_by = "steps"
