@@ -243,3 +243,23 @@ def test_a_step_budget_gives_the_same_numbers_on_a_slower_machine(tmp_path, monk
     assert {k: v for k, v in slow.items() if k not in timing} == {
         k: v for k, v in fast.items() if k not in timing
     }
+
+
+def test_bundle_data_info_round_trip():
+    """A bundle's data.json restores every DataInfo field, structured data included."""
+    from discodiff.bundle import _info_to_json, info_from_json
+    from discodiff.data.base import DataInfo, FieldInfo
+
+    info = DataInfo(
+        event_shape=(9, 9),
+        kind="graph",
+        fields={
+            "nodes": FieldInfo((9,), "tokens", 5),
+            "edges": FieldInfo((9, 9), "tokens", 4, symmetric=True),
+        },
+        node_counts=(0.0, 0.5, 0.5),
+        unit="bits_per_graph",
+    )
+    assert info_from_json(json.loads(json.dumps(_info_to_json(info)))) == info
+    text = DataInfo(event_shape=(32,), kind="tokens", vocab_size=65, unit="bits_per_char")
+    assert info_from_json(_info_to_json(text)) == text
