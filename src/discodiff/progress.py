@@ -164,7 +164,8 @@ def train_line(step: int, planned: int, record: dict) -> str:
     if "grad_norm" in record:
         parts.append(f"grad {record['grad_norm']:.3g}")
     if "examples_per_s" in record:
-        parts.append(f"{record['examples_per_s']:.0f} ex/s")
+        rate = record["examples_per_s"]
+        parts.append(f"{rate:.0f} ex/s" if rate >= 10 else f"{rate:.2g} ex/s")
     if "elapsed_s" in record:
         parts.append(f"{record['elapsed_s']:.1f} s")
     return " | ".join(parts)
