@@ -1,13 +1,15 @@
 """Evaluation precision: sampling and likelihood with the networks in fp32 and in bf16 autocast.
 
 For each model (a config, built with its seed, or a trained run directory): the bound on
-``--nll-examples`` test examples and ``--samples`` samples at ``--steps`` steps of the method's
-default sampler, once per precision per repeat, alternating which goes first; medians and the
-fp32/bf16 time ratio, plus the difference of the bits between the two (same seed, so it is the
-networks' rounding alone).
+``--nll-examples`` test examples and ``--samples`` samples at ``--steps`` steps of ``--sampler``
+(where the method has it, else its default), once per precision per repeat, alternating which
+goes first; medians and the fp32/bf16 time ratio, plus the bits in each (same seed, so the
+difference is the networks' rounding alone; it is zero for a config's fresh weights, whose output
+layers start at zero: pass trained run directories for it).
 
     python benchmarks/eval_precision.py [--models configs/shakespeare/mdlm_demo.yaml ...]
-        [--repeats 3] [--nll-examples 64] [--samples 16] [--steps 64] [--out benchmarks/results]
+        [--repeats 3] [--nll-examples 64] [--samples 16] [--steps 64] [--sampler ancestral]
+        [--out benchmarks/results]
 
 Writes ``eval_precision.json`` and ``eval_precision.md`` under ``--out``. About 3 minutes with
 the defaults on 2 idle cores.
@@ -59,7 +61,7 @@ def _timed(fn) -> tuple[float, dict]:
 
 def bench_model(source: str, args: argparse.Namespace) -> dict:
     config, data, method = _model(source)
-    sampler = method.default_sampler
+    sampler = args.sampler if args.sampler in method.samplers else method.default_sampler
     cfg = dataclasses.replace(
         config.eval,
         nll_examples=args.nll_examples,
@@ -126,6 +128,9 @@ def main() -> None:
     p.add_argument("--nll-examples", type=int, default=64)
     p.add_argument("--samples", type=int, default=16)
     p.add_argument("--steps", type=int, default=64)
+    p.add_argument(
+        "--sampler", default="ancestral", help="sampler where the method has it (one network call per step)"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args()
     meta = {
