@@ -177,3 +177,31 @@ def test_readme_notebook_example_runs(text_run, capsys):
     run, _ = text_run
     exec(compile(block.replace('"runs/demo-mdlm"', repr(str(run))), "README.md", "exec"), {})
     assert capsys.readouterr().out.startswith("ROMEO:")
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("methods", {"gaussian", "mdlm", "d3pm", "sedd", "ar"}),
+        ("datasets", {"toy2d", "array", "text", "digits"}),
+        ("schedules", {"linear", "cosine", "loglinear", "geometric"}),
+        ("nets", {"mlp", "transformer", "unet"}),
+    ],
+)
+def test_list_registries(kind, expected, capsys):
+    assert main(["list", kind, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = {r.get("name", r.get("method")) for r in rows}
+    assert names >= expected
+    assert all(r["description"] for r in rows)  # every entry says what it is
+
+
+def test_list_configs_names_method_and_data(capsys):
+    assert main(["list", "configs", "--json"]) == 0
+    rows = {
+        Path(r["config"]).as_posix().split("configs/", 1)[1]: r for r in json.loads(capsys.readouterr().out)
+    }
+    assert rows["toy2d/ddpm.yaml"]["method"] == "gaussian" and rows["toy2d/ddpm.yaml"]["data"] == "toy2d"
+    assert rows["shakespeare/mdlm_demo.yaml"]["method"] == "mdlm"
+    assert main(["list", "configs"]) == 0
+    assert max(len(line) for line in capsys.readouterr().out.splitlines()) < 200  # long text clipped

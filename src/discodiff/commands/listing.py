@@ -148,12 +148,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _clip(text: str, width: int = 80) -> str:
+    """A table cell's description cut to ``width`` characters (``--json`` keeps it whole)."""
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
 def run(args: argparse.Namespace) -> int:
     rows = _rows(args)
     if args.json:
         print(json.dumps(rows))
     else:
-        print(format_table(rows))
+        print(format_table([{k: _clip(v) if k == "description" else v for k, v in r.items()} for r in rows]))
         if any(value == "L" for row in rows for value in row.values()):
             print("(L: the data's sequence length)")
     return 0
