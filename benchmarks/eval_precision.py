@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -105,7 +106,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "",
         f"Command: `{meta['command']}`  ",
         f"Commit: {meta['commit']}; machine: {meta['machine']}; torch {meta['torch']}, "
-        f"{meta['threads']} threads; medians of {meta['repeats']} alternating repeats.",
+        f"{meta['threads']} threads; medians of {meta['repeats']} alternating repeats; load average "
+        f"{meta.get('load_before', float('nan')):.1f} before, {meta.get('load_after', float('nan')):.1f} "
+        "after (times on a busy machine are provisional).",
         "",
         "| model | sampler (steps) | likelihood s fp32 / bf16 (speed-up) | sampling s fp32 / bf16 "
         "(speed-up) | bits fp32 / bf16 |",
@@ -140,12 +143,14 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
+        "load_before": os.getloadavg()[0],
     }
     print(meta["command"], flush=True)
     rows = []
     for source in args.models:
         rows.append(bench_model(source, args))
         print(json.dumps(rows[-1]), flush=True)
+    meta["load_after"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "eval_precision.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     (args.out / "eval_precision.md").write_text(markdown(rows, meta))

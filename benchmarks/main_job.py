@@ -71,7 +71,9 @@ def markdown(result: dict) -> str:
         "# The README's main job",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Commit: {meta['commit']}; machine: {meta['machine']}, {meta['cpus']} CPUs.",
+        f"Commit: {meta['commit']}; machine: {meta['machine']}, {meta['cpus']} CPUs; load average "
+        f"{meta.get('load_before', float('nan')):.1f} before, {meta.get('load_after', float('nan')):.1f} "
+        "after (times on a busy machine are provisional).",
         "",
         "| run | metric | value | time on 2 cores |",
         "|---|---|---|---|",
@@ -108,6 +110,7 @@ def main() -> None:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "slow": args.slow,
+        "load_before": os.getloadavg()[0],
     }
     print(meta["command"], flush=True)
     result = {"meta": meta, "normal": run_main_job(args.work / "normal")}
@@ -126,6 +129,7 @@ def main() -> None:
             == {k: v for k, v in result["normal"][n]["metrics"].items() if k not in TIMING_KEYS}
             for n in RUNS
         )
+    meta["load_after"] = os.getloadavg()[0]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "main_job.json").write_text(json.dumps(result, indent=1))
     (args.out / "main_job.md").write_text(markdown(result))
