@@ -6,9 +6,14 @@ demo on tiny-shakespeare) as subprocesses, times each, and reads their ``metrics
 about half as fast with one), and compares every metric except the timings.
 
     python benchmarks/main_job.py [--slow 2] [--work /tmp/main_job] [--out benchmarks/results]
+        [--readme]
 
 Writes ``main_job.json`` and ``main_job.md`` (the README's "What you should see" rows) under
-``--out``. About 5 minutes on 2 idle cores, twice that and more with ``--slow``.
+``--out``; ``--readme`` also puts the rows into README.md's table. Each row has a reference to
+judge the value by: the W2 between two fresh draws of the data of the same size (what a perfect
+model scores), the data's own entropy in bits/dim (the best possible likelihood), and the
+bits/char of a unigram model of the training text and of a uniform guess. About 5 minutes on 2
+idle cores, twice that and more with ``--slow``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,67 @@ SHOWN = {  # run -> (metric key, what the README calls it)
 }
 
 
+def references() -> dict[str, str]:
+    """Metric key -> what to compare it with, computed from the data alone (no training)."""
+    import math
+
+    import torch
+
+    from discodiff.build import build_data
+    from discodiff.data.toy2d import RECIPES
+    from discodiff.metrics.w2 import wasserstein2_floor
+    from discodiff.runconfig import load_config
+
+    toy, text = (load_config(ROOT / RUNS[name]) for name in RUNS)
+    draw = RECIPES[toy.data.config.dataset]
+    floor, spread = wasserstein2_floor(draw, toy.eval.num_samples)
+    # The 8 components lie 5 apart with std 0.1 ** 0.25 = 0.56: their overlap is negligible, so
+    # the density's entropy is log 8 + that of one 2D Gaussian.
+    var = 0.1**0.5
+    entropy_bits = (math.log(8) + math.log(2 * math.pi * math.e * var)) / 2 / math.log(2)
+    data = build_data(text)
+    counts = torch.bincount(data.parts["train"], minlength=data.info.vocab_size).double() + 1
+    log_p = torch.log2(counts / counts.sum())
+    windows, _ = data.split("test")
+    unigram = float(-log_p[windows[: text.eval.nll_examples]].mean())
+    return {
+        "w2": f"two fresh draws of {toy.eval.num_samples:,} points: {floor:.3f} +- {spread:.3f}",
+        "bits_per_dim": f"the data's entropy: {entropy_bits:.2f}",
+        "bits_per_dim_ode": f"the data's entropy: {entropy_bits:.2f}",
+        "bits_per_char": f"unigram {unigram:.2f}, uniform {math.log2(data.info.vocab_size):.2f}",
+        "sample_nfe": f"{text.method.config.sample_steps} sampling steps",
+    }
+
+
+README_TABLE_HEADER = "| run | metric | value | time on 2 cores | for reference |"
+
+
+def table_rows(result: dict) -> list[str]:
+    """The "What you should see" table: header, rule and one row per shown metric."""
+    normal, refs = result["normal"], result.get("references", {})
+    lines = [README_TABLE_HEADER, "|---|---|---|---|---|"]
+    for name, shown in SHOWN.items():
+        seconds = normal[name]["seconds"]
+        for i, (key, label) in enumerate(shown):
+            value = normal[name]["metrics"].get(key)
+            time_cell = f"{seconds:.0f} s (train + evaluation)" if i == 0 else ""
+            lines.append(f"| {name} | {label} | {value:.3g} | {time_cell} | {refs.get(key, '')} |")
+    return lines
+
+
+def update_readme(result: dict, readme: Path = ROOT / "README.md") -> None:
+    """Replace the table under README.md's "What you should see" line with this run's rows."""
+    text = readme.read_text()
+    head, sep, rest = text.partition("What you should see")
+    if not sep:
+        raise SystemExit(f"{readme}: no 'What you should see' section")
+    lines = rest.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("| run | metric"))
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    lines[start:end] = table_rows(result)
+    readme.write_text(head + sep + "\n".join(lines))
+
+
 def _busy(stop_at: float) -> None:
     x = 0
     while time.time() < stop_at:
@@ -67,7 +133,7 @@ def run_main_job(work: Path) -> dict:
 
 def markdown(result: dict) -> str:
     meta, normal = result["meta"], result["normal"]
-    lines = [
+    lines: list[str] = [
         "# The README's main job",
         "",
         f"Command: `{meta['command']}`  ",
@@ -75,15 +141,8 @@ def markdown(result: dict) -> str:
         f"{meta.get('load_before', float('nan')):.1f} before, {meta.get('load_after', float('nan')):.1f} "
         "after (times on a busy machine are provisional).",
         "",
-        "| run | metric | value | time on 2 cores |",
-        "|---|---|---|---|",
+        *table_rows(result),
     ]
-    for name, shown in SHOWN.items():
-        seconds = normal[name]["seconds"]
-        for i, (key, label) in enumerate(shown):
-            value = normal[name]["metrics"].get(key)
-            time_cell = f"{seconds:.0f} s (train + evaluation)" if i == 0 else ""
-            lines.append(f"| {name} | {label} | {value:.3g} | {time_cell} |")
     if "slow" in result:
         slow = result["slow"]
         lines += [
@@ -100,6 +159,7 @@ def main() -> None:
     p.add_argument("--slow", type=int, default=0, help="also run with this many competing busy processes")
     p.add_argument("--work", type=Path, default=Path("/tmp/main_job"))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--readme", action="store_true", help="also write the rows into README.md's table")
     args = p.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     from discodiff.provenance import git_commit
@@ -113,7 +173,7 @@ def main() -> None:
         "load_before": os.getloadavg()[0],
     }
     print(meta["command"], flush=True)
-    result = {"meta": meta, "normal": run_main_job(args.work / "normal")}
+    result = {"meta": meta, "references": references(), "normal": run_main_job(args.work / "normal")}
     if args.slow:
         stop_at = time.time() + 24 * 3600
         hogs = [multiprocessing.Process(target=_busy, args=(stop_at,), daemon=True) for _ in range(args.slow)]
@@ -133,6 +193,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "main_job.json").write_text(json.dumps(result, indent=1))
     (args.out / "main_job.md").write_text(markdown(result))
+    if args.readme:
+        update_readme(result)
     print(markdown(result))
 
 

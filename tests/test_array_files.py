@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from discodiff.build import build_data
-from discodiff.config import ConfigError
+from discodiff.errors import ConfigError, DataError
 from discodiff.runconfig import parse_config
 from runs import tiny
 
@@ -98,11 +98,11 @@ def test_npz_key_on_npy_refused(tmp_path):
 
 def test_npz_column_mismatch(tmp_path):
     path = _npz(tmp_path / "d.npz", x=np.zeros((10, 3)), t=np.zeros((4, 2)))
-    with pytest.raises(ConfigError, match="the test array has 2 columns, the examples 3"):
+    with pytest.raises(DataError, match="the test array has 2 columns, the examples 3"):
         _data(path=path, key="x", test_key="t")
 
 
 def test_npz_with_pickled_objects_refused(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ConfigError, match=r"not a plain numeric \.npz"):
+    with pytest.raises(DataError, match=r"not a plain numeric \.npz"):
         _data(path=str(tmp_path / "d.npz"))

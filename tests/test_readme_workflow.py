@@ -27,7 +27,7 @@ def test_sample_and_eval_commands_for_both_demo_runs():
 
 def test_what_you_should_see_table():
     section = README.split("What you should see", 1)[1].split("\n## ", 1)[0]
-    rows = [r for r in section.splitlines() if r.startswith("| ")]
+    rows = [r for r in section.splitlines() if r.startswith("|")]
     assert rows[0].startswith("| run | metric | value | time on 2 cores")
     body = "\n".join(rows[2:])
     for metric in ("W2", "bits/dim", "bits/char"):
@@ -61,3 +61,36 @@ def test_main_job_runs_on_a_step_budget():
     for config in configs:
         train = yaml.safe_load((ROOT / config).read_text()).get("train", {})
         assert train.get("time_budget_s") is None, config
+
+
+def test_main_job_benchmark_rewrites_the_table(tmp_path, monkeypatch):
+    """``benchmarks/main_job.py --readme`` replaces the table's rows and leaves the rest alone."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("main_job", ROOT / "benchmarks" / "main_job.py")
+    main_job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(main_job)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    metrics = {
+        "w2": 0.5,
+        "bits_per_dim": 3.1,
+        "bits_per_dim_ode": 2.9,
+        "bits_per_char": 2.5,
+        "sample_nfe": 100.0,
+    }
+    result = {
+        "normal": {name: {"seconds": 60.0, "metrics": metrics} for name in main_job.RUNS},
+        "references": {"w2": "floor 0.5"},
+    }
+    main_job.update_readme(result, readme)
+    new = readme.read_text()
+    section = new.split("What you should see", 1)[1].split("\n## ", 1)[0]
+    rows = [r for r in section.splitlines() if r.startswith("|")]
+    assert rows[0] == main_job.README_TABLE_HEADER and len(rows) == 2 + 5
+    assert (
+        "| demo-ddpm | W2, 2,000 samples vs test points | 0.5 | 60 s (train + evaluation) | floor 0.5 |"
+        in rows
+    )
+    assert new.split("What you should see", 1)[0] == README.split("What you should see", 1)[0]
+    assert new.split("\n## Features", 1)[1] == README.split("\n## Features", 1)[1]

@@ -12,8 +12,10 @@
 
 Options must be spelt out in full (no abbreviations: ``--max-step`` is refused).
 
-User errors (bad config, missing file, corrupted checkpoint, diverged training) print one clear
-line and exit with status 2; set ``DISCODIFF_DEBUG=1`` to see the traceback.
+User errors (:class:`~discodiff.errors.UserError`: bad config, data or arguments, corrupted
+checkpoint, diverged training; a missing or unreadable file; a non-finite value a model produced)
+print one clear line and exit with status 2; ``--debug`` (or ``DISCODIFF_DEBUG=1``) shows the
+traceback instead. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from .commands import export as export_command
 from .commands import listing as list_command
 from .commands import sample as sample_command
 from .config import ConfigError, apply_overrides, from_dict, to_dict
+from .errors import UsageError, UserError
 from .runconfig import EvalConfig, load_config
-from .train.checkpoint import CheckpointError
-from .train.loop import TrainingError
 from .utils import resolve_device
 
-USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError, PermissionError, FloatingPointError)
+"""What the command line reports in one line. ``FloatingPointError`` is what a method raises on a
+non-finite value it detects (network output, loss, samples): a property of the model or sampler,
+not a bug."""
 
 
 class _VersionAction(argparse.Action):
@@ -92,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="train again even if a checkpoint exists")
     list_command.add_parser(sub)
     export_command.add_parser(sub)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    for command in sub.choices.values():  # also accepted after the command
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return p
 
 
@@ -123,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     run_dir = args.out or Path("runs") / args.config.stem
     if args.max_steps is not None and args.max_steps < 1:
-        raise ValueError("--max-steps must be >= 1")
+        raise UsageError(f"--max-steps must be >= 1, got {args.max_steps}")
     metrics = train_run(
         config, run_dir, resume=args.resume, max_steps=args.max_steps, progress=not args.no_progress
     )
@@ -188,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except USER_ERRORS as err:
-        if os.environ.get("DISCODIFF_DEBUG"):
+        if args.debug or os.environ.get("DISCODIFF_DEBUG"):
             raise
         print(f"discodiff {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .base import Batch, Method, SampleOutput
 from .data.base import DataSource
+from .errors import ConfigError
 from .metrics.stats import ratio_stderr
 from .metrics.text import generative_perplexity
 from .precision import network_precision
@@ -37,8 +38,10 @@ def likelihood(
     method: Method, data: DataSource, cfg: EvalConfig, *, split: str = "test", progress: bool = False
 ) -> dict[str, float]:
     """Mean NLL over ``cfg.nll_examples`` examples of ``split``, per estimator, in bits per
-    dimension (or character) and in nats per example; for a Monte Carlo estimator also the
-    standard error of the bits (``<unit>_stderr``, over examples: :func:`ratio_stderr`).
+    dimension (or character) and in nats per example, in the data's own units (the data set's
+    :meth:`~discodiff.data.DataSource.unit_log_jacobian` added to each example's NLL); for a Monte
+    Carlo estimator also the standard error of the bits (``<unit>_stderr``, over examples:
+    :func:`ratio_stderr`).
 
     Progress (``progress``) ticks at every network call, i.e. per time step of a bound."""
     x, cond = data.split(split)
@@ -46,6 +49,7 @@ def likelihood(
         x, cond = index(x, slice(0, cfg.nll_examples)), None if cond is None else cond[: cfg.nll_examples]
     n = batch_size(x)
     unit = data.info.unit
+    jacobian = data.unit_log_jacobian()
     out: dict[str, float] = {}
     device = method.device
     for estimator in cfg.estimators:
@@ -58,7 +62,7 @@ def likelihood(
                 xb = to_device(index(x, slice(i, i + cfg.batch_size)), device)
                 cb = None if cond is None else cond[i : i + cfg.batch_size].to(device)
                 res = method.nll(Batch(xb, cb), estimator=estimator)
-                nats.append(res.nll.detach().double().cpu())
+                nats.append(res.nll.detach().double().cpu() + jacobian)
                 dims.append(res.num_dims.detach().double().cpu())
                 if i == 0:  # every batch makes about as many calls as the first
                     bar.set_total(bar.count * len(starts))
@@ -116,7 +120,7 @@ def load_reference(run_dir: str, data: DataSource, device: torch.device) -> Meth
 
     ref = load_run(run_dir, device=device)
     if ref.data.state_dict() != data.state_dict() or ref.data.info.event_shape != data.info.event_shape:
-        raise ValueError(
+        raise ConfigError(
             f"eval.reference_run {run_dir} was trained on differently encoded data "
             "(vocabulary or shape differ); train the reference on the same data set"
         )

@@ -161,6 +161,7 @@ def train_run(
             raise
         if not dist.is_main:
             return {}
-        return final_outputs(trainer, eval_cfg, progress=progress)
+        with trainer.stop_on_nonfinite(trainer.step, " (final evaluation)"):
+            return final_outputs(trainer, eval_cfg, progress=progress)
     finally:
         shutdown_distributed()

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import resolve_device
 
     if args.num is not None and args.num < 1:
-        raise UsageError("--num must be >= 1")
+        raise UsageError(f"--num must be >= 1, got {args.num}")
     run_ = load_run(args.run_dir, device=resolve_device(args.device))
     method, data = run_.method, run_.data
     known = _known(args, data)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError, DataError
 from .base import check_finite
 
 Split = tuple[Tensor, "Tensor | None"]
@@ -48,9 +49,9 @@ class SplitOptions(Protocol):
 
 def _check_2d(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{where}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
+        raise DataError(f"{where}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise ValueError(f"{where}: expected numbers, got dtype {arr.dtype}")
+        raise DataError(f"{where}: expected numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
 
 
@@ -62,16 +63,14 @@ def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
         try:
             arr = np.load(path, allow_pickle=False)
         except ValueError as err:
-            raise ValueError(f"{path}: not a plain numeric .npy array ({err})") from None
+            raise DataError(f"{path}: not a plain numeric .npy array ({err})") from None
     elif path.suffix == ".csv":
         try:
             arr = np.loadtxt(path, delimiter=",", skiprows=int(skip_header), ndmin=2)
         except ValueError as err:
-            raise ValueError(
-                f"{path}: not a numeric CSV ({err}); set skip_header for a header line"
-            ) from None
+            raise DataError(f"{path}: not a numeric CSV ({err}); set skip_header for a header line") from None
     else:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .npz, .csv")
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .npz, .csv")
     return _check_2d(arr, str(path))
 
 
@@ -85,12 +84,12 @@ class _Npz:
             with np.load(path, allow_pickle=False) as npz:
                 self.arrays = {name: npz[name] for name in npz.files}
         except ValueError as err:
-            raise ValueError(f"{path}: not a plain numeric .npz archive ({err})") from None
+            raise DataError(f"{path}: not a plain numeric .npz archive ({err})") from None
         self.path = path
 
     def get(self, key: str, field: str) -> np.ndarray:
         if key not in self.arrays:
-            raise ValueError(
+            raise ConfigError(
                 f"data.{field}: {self.path} has no array {key!r}; it holds: {', '.join(sorted(self.arrays))}"
             )
         return self.arrays[key]
@@ -103,7 +102,7 @@ class _Npz:
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1 or len(y) != rows:
-            raise ValueError(
+            raise ConfigError(
                 f"data.{field}: {self.path}[{key!r}] has shape {y.shape}; expected ({rows},), "
                 "one label per row"
             )
@@ -112,7 +111,7 @@ class _Npz:
 
 def _as_labels(y: np.ndarray, where: str) -> Tensor:
     if not np.issubdtype(y.dtype, np.number) or not np.all(y == np.round(y)) or y.min() < 0:
-        raise ValueError(f"{where} must hold non-negative integer labels")
+        raise DataError(f"{where} must hold non-negative integer labels")
     return torch.from_numpy(y.astype(np.int64))
 
 
@@ -135,7 +134,7 @@ def _single_table(config: SplitOptions, path: Path) -> Split:
     labels = None
     if config.label_column is not None:
         if not -arr.shape[1] <= config.label_column < arr.shape[1]:
-            raise ValueError(f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns")
+            raise DataError(f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns")
         labels = _as_labels(arr[:, config.label_column], "data.label_column")
         arr = np.delete(arr, config.label_column, axis=1)
     return torch.from_numpy(arr), labels
@@ -150,7 +149,7 @@ def _examples_key(npz: _Npz, key: str | None) -> str:
     if key is not None:
         return key
     if len(npz.arrays) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"data.key: {npz.path} holds {len(npz.arrays)} arrays ({', '.join(sorted(npz.arrays))}); "
             "name the one with the examples"
         )
@@ -164,11 +163,11 @@ def read_splits(config: SplitOptions) -> dict[str, Split]:
     if path.suffix != ".npz":
         used = [f for f in ("key", "test_key", "val_key", "labels_key") if getattr(config, f) is not None]
         if used:
-            raise ValueError(f"data.{used[0]} names an array inside an .npz file; {path} is {path.suffix}")
+            raise ConfigError(f"data.{used[0]} names an array inside an .npz file; {path} is {path.suffix}")
         whole = _single_table(config, path)
     else:
         if config.label_column is not None:
-            raise ValueError("data.label_column is for .npy / .csv tables; in an .npz use data.labels_key")
+            raise ConfigError("data.label_column is for .npy / .csv tables; in an .npz use data.labels_key")
         npz = _Npz(path)
         whole = _npz_split(npz, _examples_key(npz, config.key), "key", config.labels_key, "labels_key")
         for name in ("test", "val"):
@@ -176,7 +175,7 @@ def read_splits(config: SplitOptions) -> dict[str, Split]:
             if key is None:
                 continue
             if (labels_key is None) != (config.labels_key is None):
-                raise ValueError(
+                raise ConfigError(
                     f"data.{name}_labels_key and data.labels_key must be given together: labels are "
                     "needed for every split or none"
                 )
@@ -186,7 +185,7 @@ def read_splits(config: SplitOptions) -> dict[str, Split]:
     for name, (x, _) in given.items():
         check_finite(x, f"data file {path}, the {name} array")
         if x.shape[1] != dims:
-            raise ValueError(
+            raise DataError(
                 f"data.{name}_key: the {name} array has {x.shape[1]} columns, the examples {dims}"
             )
     splits = dict(given)
@@ -199,5 +198,5 @@ def read_splits(config: SplitOptions) -> dict[str, Split]:
         if name not in splits:
             splits[name] = _take(whole, idx)
     if len(splits["train"][0]) == 0:
-        raise ValueError(f"data file {path} has too few rows ({len(whole[0])}) for the splits")
+        raise DataError(f"data file {path} has too few rows ({len(whole[0])}) for the splits")
     return {name: splits[name] for name in ("train", "val", "test")}

@@ -6,7 +6,8 @@ test (and validation) split: an ``.npz`` with named arrays (``key``, ``test_key`
 and labels in their own arrays (``labels_key``, ...); see :mod:`.array_files`. In a ``.npy`` or
 ``.csv`` table one column can hold integer class labels. Features can be standardized with the
 training split's mean and std (stored in the run's data state so samples map back to the original
-units).
+units). Likelihoods (through :meth:`ArrayData.unit_log_jacobian`) and W2 are reported in the
+file's units.
 """
 
 from __future__ import annotations
@@ -89,15 +90,25 @@ class ArrayData(DataSource):
     def split(self, name: Literal["val", "test"]) -> tuple[Tensor, Tensor | None]:
         return self._splits[name]
 
+    def unit_log_jacobian(self) -> float:
+        r""":math:`\sum_j \log s_j`: the standardization's log-Jacobian, so bits/dim are in the file's
+        units (multiplying the data by c adds :math:`\log_2 c` bits per dimension)."""
+        return float(torch.log(self.std).sum())
+
+    def to_data_units(self, x: Tensor) -> Tensor:
+        """Model-space vectors back in the file's units (standardization undone), float64."""
+        return x.double().cpu() * self.std + self.mean
+
     def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
+        """W2 to the test split, in the file's units."""
         ref = self._splits["test"][0]
         n = min(len(samples), len(ref), W2_MAX_POINTS)
-        return {"w2": wasserstein2(samples[:n], ref[:n])}
+        return {"w2": wasserstein2(self.to_data_units(samples[:n]), self.to_data_units(ref[:n]))}
 
     def save_samples(self, samples: Tensor, stem: Path, cond: Tensor | None = None) -> list[Path]:
         """Samples in the file's original units (standardization undone) as .npy."""
         path = stem.with_suffix(".npy")
-        np.save(path, (samples.double().cpu() * self.std + self.mean).numpy())
+        np.save(path, self.to_data_units(samples).numpy())
         return [path]
 
 
