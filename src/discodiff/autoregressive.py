@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .base import (
     METHODS,
@@ -56,6 +55,7 @@ from .data.base import DataInfo
 from .errors import ConfigError
 from .guidance import with_null_labels
 from .nets.base import NetSpec
+from .progress import track
 from .utils import LN2
 
 
@@ -84,6 +84,7 @@ class Autoregressive(Method):
     nll_estimators = ("bound", "exact")  # the exact NLL is its own (tight) bound: both give it
     representation = "tokens"
     known_semantics = "prefix"
+    loss_label = "cross-entropy, nats per token"
 
     def __init__(
         self,
@@ -202,7 +203,7 @@ class Autoregressive(Method):
         sharpened = self.config.temperature != 1.0 or self.config.top_p != 1.0
         invalid = torch.zeros((), dtype=torch.bool, device=self.device)  # checked once, at the end
         newest = torch.full((rows, 1), self.bos, dtype=torch.long, device=self.device)
-        for i in tqdm(range(self.length), disable=not progress, desc="ar"):
+        for i in track(range(self.length), desc="ar", enabled=progress):
             if cache is not None:  # feed only the newest input token
                 logits = self.net(newest, t, labels, cache=cache)[:, -1]  # (rows, V)
             else:  # feed the whole prefix (BOS, x_0, ..., x_{i-1})

@@ -253,6 +253,7 @@ class Method(nn.Module, ABC):
     nll_estimators: tuple[str, ...] = ("bound",)
     representation: ClassVar[Representation] = "continuous"
     known_semantics: ClassVar[KnownSemantics] = "replacement"
+    loss_label: ClassVar[str] = "training objective"  # what loss() returns, with its unit (plot axes)
     event_shape: tuple[int, ...]
 
     @abstractmethod

@@ -6,6 +6,7 @@ Importing this module registers every built-in component.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from . import gaussian as _gaussian  # noqa: F401  (registers methods)
 from . import nets as _nets  # noqa: F401  (registers networks)
 from .base import METHODS, Method
 from .config import load_yaml, to_dict
-from .data import DATASETS, DataSource
+from .data import DATASETS, DataInfo, DataSource
 from .errors import CheckpointError, ConfigError, DataError, UserError
 from .memory import check_network_size
 from .nets import NETS, NetSpec
@@ -48,13 +49,25 @@ TRAINING_COPIES = 4
 
 
 def build_method(config: RunConfig, data: DataSource, *, training: bool = False) -> Method:
-    """The method for ``data``, with its network built from ``config.net`` (after checking that it
-    fits in memory, with its training state when ``training``); user errors name the network or
-    the method."""
+    """The method for ``data``, with its network built from ``config.net``."""
+    return build_method_from_info(config, data.info, training=training)
+
+
+def build_method_from_info(
+    config: RunConfig,
+    info: DataInfo,
+    *,
+    net_factory: Callable[[NetSpec], torch.nn.Module] | None = None,
+    training: bool = False,
+) -> Method:
+    """The method for data described by ``info`` (all a method needs of its data), with its
+    network built from ``config.net`` (or by ``net_factory``) after checking that it fits in
+    memory (with its training state when ``training``); user errors name the network or the
+    method."""
     net_builder = NETS.get(config.net.name)
     copies = TRAINING_COPIES + (config.train.ema_decay > 0) if training else 1
 
-    def net_factory(spec: NetSpec) -> torch.nn.Module:
+    def build_net(spec: NetSpec) -> torch.nn.Module:
         check_network_size(
             lambda: net_builder(config.net.config, spec),
             f"net ({config.net.name})",
@@ -67,7 +80,7 @@ def build_method(config: RunConfig, data: DataSource, *, training: bool = False)
             raise _NetError(f"net ({config.net.name}): {err}") from None
 
     try:
-        return METHODS.get(config.method.name)(config.method.config, data.info, net_factory)
+        return METHODS.get(config.method.name)(config.method.config, info, net_factory or build_net)
     except _NetError as err:
         raise ConfigError(str(err)) from None
     except UserError as err:
@@ -127,6 +140,7 @@ class LoadedRun:
     data: DataSource
     method: Method
     step: int
+    weights: str = "ema"  # the checkpoint's weights that were loaded: ema | model
 
 
 def load_run(
@@ -155,4 +169,4 @@ def load_run(
             f"checkpoint {path} does not fit the run's model: {' '.join(str(err).split())[:400]}"
         ) from None
     method.to(device).eval()
-    return LoadedRun(config, data, method, ckpt.step)
+    return LoadedRun(config, data, method, ckpt.step, group)

@@ -1,12 +1,17 @@
-"""Command line: ``discodiff train | sample | eval``.
+"""Command line: ``discodiff train | sample | eval | list | export``.
 
 ::
 
-    discodiff train CONFIG.yaml [--out RUN_DIR] [--max-steps N] [--resume] [key=value ...]
-    discodiff sample RUN_DIR [--num N] [--steps S] [--sampler NAME] [--out FILE]
+    discodiff train CONFIG.yaml [--out RUN_DIR] [--max-steps N] [--resume] [--print-config] [key=value ...]
+    discodiff sample RUN_DIR [--num N] [--steps S] [--sampler NAME] [--out FILE] [--prompt TEXT] ...
     discodiff eval RUN_DIR [--json] [eval.key=value ...] [data.path=OTHER_CORPUS ...]
     discodiff prepare CONFIG.yaml [--force] [key=value ...]   (text: encode the corpus once to disk)
+    discodiff list {methods,samplers,datasets,schedules,nets,configs} [CONFIG_OR_RUN] [--json]
+    discodiff export RUN_DIR OUT_DIR      (inference bundle: model.safetensors + JSON)
     discodiff classifier RUN_DIR [--force]      (image runs: the sample-metric classifier)
+    discodiff --version
+
+Options must be spelt out in full (no abbreviations: ``--max-step`` is refused).
 
 User errors (:class:`~discodiff.errors.UserError`: bad config, data or arguments, corrupted
 checkpoint, diverged training; a missing or unreadable file; a non-finite value a model produced)
@@ -17,14 +22,18 @@ traceback instead. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import warnings
 from pathlib import Path
 
-import torch
+import yaml
 
+from .commands import export as export_command
+from .commands import listing as list_command
+from .commands import sample as sample_command
 from .config import ConfigError, apply_overrides, from_dict, to_dict
 from .errors import UsageError, UserError
 from .prepare import add_parser as add_prepare_parser
@@ -40,32 +49,45 @@ non-finite value it detects (network output, loss, samples): a property of the m
 not a bug."""
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the version and, for a git checkout, the commit (looked up only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .provenance import version_string
+
+        print(version_string())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="discodiff", description="Diffusion models for continuous and discrete data."
+        prog="discodiff", description="Diffusion models for continuous and discrete data.", allow_abbrev=False
     )
+    p.add_argument("--version", action=_VersionAction, help="print the version (and git commit) and exit")
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model from a YAML config")
+    t = sub.add_parser("train", help="train a model from a YAML config", allow_abbrev=False)
     t.add_argument("config", type=Path, help="YAML run config (see configs/)")
     t.add_argument("--out", type=Path, help="run directory (default: runs/<config name>)")
     t.add_argument("--max-steps", type=int, help="stop after this many steps in this call")
     t.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config, every default filled in, and exit",
+    )
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.lr=3e-4")
     t.set_defaults(overrides=[])
 
-    s = sub.add_parser("sample", help="draw samples from a trained run")
-    s.add_argument("run_dir", type=Path)
-    s.add_argument("--num", type=int, default=64, help="number of samples (default 64)")
-    s.add_argument("--steps", type=int, help="sampler steps (default: the method's)")
-    s.add_argument("--sampler", help="sampler name (default: the method's)")
-    s.add_argument("--out", type=Path, help="output file (default: RUN_DIR/samples/sample.*)")
-    s.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
+    sample_command.add_parser(sub)
 
-    e = sub.add_parser("eval", help="evaluate a trained run (likelihood and sample metrics)")
+    e = sub.add_parser(
+        "eval", help="evaluate a trained run (likelihood and sample metrics)", allow_abbrev=False
+    )
     e.add_argument("run_dir", type=Path)
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--device", default="auto")
@@ -78,9 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         "with the run's encoding (zero-shot)",
     )
     add_prepare_parser(sub)
-    c = sub.add_parser("classifier", help="train (or reuse) the evaluation classifier of an image run")
+    c = sub.add_parser(
+        "classifier", help="train (or reuse) the evaluation classifier of an image run", allow_abbrev=False
+    )
     c.add_argument("run_dir", type=Path)
     c.add_argument("--force", action="store_true", help="train again even if a checkpoint exists")
+    list_command.add_parser(sub)
+    export_command.add_parser(sub)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for command in sub.choices.values():  # also accepted after the command
         command.add_argument(
@@ -106,6 +132,9 @@ def _train(args: argparse.Namespace) -> int:
     from .run import train_run
 
     config = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(to_dict(config), sort_keys=False), end="")
+        return 0
     run_dir = args.out or Path("runs") / args.config.stem
     if args.max_steps is not None and args.max_steps < 1:
         raise UsageError(f"--max-steps must be >= 1, got {args.max_steps}")
@@ -119,40 +148,7 @@ def _train(args: argparse.Namespace) -> int:
         for path in sorted({*run_dir.glob("samples.*"), *run_dir.glob("infill.*"), *run_dir.glob("*.png")}):
             print(f"  wrote {path}")
             if path.suffix == ".txt":
-                print(_preview(path.read_text(encoding="utf-8")))
-    return 0
-
-
-TEXT_PREVIEW_CHARS = 1200
-"""How much of a text output ``discodiff train`` prints."""
-
-
-def _preview(text: str) -> str:
-    cut = text[:TEXT_PREVIEW_CHARS]
-    return cut + ("\n[...]" if len(text) > TEXT_PREVIEW_CHARS else "")
-
-
-def _sample(args: argparse.Namespace) -> int:
-    from .build import load_run
-    from .evaluate import sample_labels
-
-    if args.num < 1:
-        raise UsageError(f"--num must be >= 1, got {args.num}")
-    run = load_run(args.run_dir, device=resolve_device(args.device, "--device"))
-    cond = sample_labels(run.data, args.num)
-    out = run.method.sample(
-        args.num,
-        steps=args.steps,
-        sampler=args.sampler,
-        cond=None if cond is None else cond.to(run.method.device),
-        guidance_scale=args.guidance_scale,
-        generator=torch.Generator().manual_seed(args.seed),
-        progress=True,
-    )
-    stem = (args.out or args.run_dir / "samples" / "sample").with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for path in run.data.save_samples(to_device(out.x, "cpu"), stem, cond):
-        print(path)
+                print(sample_command.preview(path.read_text(encoding="utf-8")))
     return 0
 
 
@@ -172,6 +168,8 @@ def _eval(args: argparse.Namespace) -> int:
             f"eval overrides must start with 'eval.' or 'data.', got {', '.join(sorted(unknown))}"
         )
     eval_cfg = from_dict(EvalConfig, eval_dict["eval"], "eval")
+    if eval_cfg.precision is None:
+        eval_cfg = dataclasses.replace(eval_cfg, precision=run.config.train.precision)
     metrics, _, _ = evaluate(run.method, run.data, eval_cfg, progress=args.progress)
     metrics = {"step": run.step, **metrics}
     if data_overrides:  # zero-shot: another corpus, recorded apart from the run's own evaluation
@@ -202,14 +200,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    commands = {
+    command = {
         "train": _train,
-        "sample": _sample,
+        "sample": sample_command.run,
         "eval": _eval,
         "classifier": _classifier,
+        "list": list_command.run,
+        "export": export_command.run,
         "prepare": prepare_command,
-    }
-    command = commands[args.command]
+    }[args.command]
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
@@ -219,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"discodiff {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _one_line_warnings(command: str, show):

@@ -12,12 +12,14 @@ from contextlib import contextmanager
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .base import Batch, Method, SampleOutput
 from .data.base import DataSource
 from .errors import ConfigError
+from .metrics.stats import ratio_stderr
 from .metrics.text import generative_perplexity
+from .precision import network_precision
+from .progress import Bar, counting_calls
 from .runconfig import EvalConfig
 from .state import batch_size, cat, index, to_device
 from .utils import LN2
@@ -37,7 +39,11 @@ def likelihood(
 ) -> dict[str, float]:
     """Mean NLL over ``cfg.nll_examples`` examples of ``split``, per estimator, in bits per
     dimension (or character) and in nats per example, in the data's own units (the data set's
-    :meth:`~discodiff.data.DataSource.unit_log_jacobian` added to each example's NLL)."""
+    :meth:`~discodiff.data.DataSource.unit_log_jacobian` added to each example's NLL); for a Monte
+    Carlo estimator also the standard error of the bits (``<unit>_stderr``, over examples:
+    :func:`ratio_stderr`).
+
+    Progress (``progress``) ticks at every network call, i.e. per time step of a bound."""
     x, cond = data.split(split)
     if cfg.nll_examples:
         x, cond = index(x, slice(0, cfg.nll_examples)), None if cond is None else cond[: cfg.nll_examples]
@@ -48,19 +54,27 @@ def likelihood(
     device = method.device
     for estimator in cfg.estimators:
         method.check_estimator(estimator)
-        total_nats, total_dims = 0.0, 0.0
+        nats, dims = [], []
         starts = range(0, n, cfg.batch_size)
-        with seeded(cfg.seed, device):
-            for i in tqdm(starts, desc=f"nll ({estimator})", disable=not progress, leave=False):
+        bar = Bar(None, desc=f"nll ({estimator})", unit="network call", enabled=progress)
+        with seeded(cfg.seed, device), bar, counting_calls(method.networks().values(), bar):
+            for i in starts:
                 xb = to_device(index(x, slice(i, i + cfg.batch_size)), device)
                 cb = None if cond is None else cond[i : i + cfg.batch_size].to(device)
                 res = method.nll(Batch(xb, cb), estimator=estimator)
-                total_nats += float(res.nll.double().sum()) + jacobian * batch_size(xb)
-                total_dims += float(res.num_dims.double().sum())
+                nats.append(res.nll.detach().double().cpu() + jacobian)
+                dims.append(res.num_dims.detach().double().cpu())
+                if i == 0:  # every batch makes about as many calls as the first
+                    bar.set_total(bar.count * len(starts))
+        total_nats, total_dims = torch.cat(nats), torch.cat(dims)
         suffix = "" if estimator == "bound" else f"_{estimator}"
-        out[f"{unit}{suffix}"] = total_nats / total_dims / LN2
-        out[f"nll_nats{suffix}"] = total_nats / n
-        out.update({f"{k}{suffix}": v for k, v in data.likelihood_metrics(total_nats, x).items()})
+        out[f"{unit}{suffix}"] = float(total_nats.sum() / total_dims.sum()) / LN2
+        if method.estimator_info(estimator).monte_carlo:
+            out[f"{unit}{suffix}_stderr"] = ratio_stderr(total_nats, total_dims) / LN2
+        out[f"nll_nats{suffix}"] = float(total_nats.sum()) / n
+        out.update(
+            {f"{k}{suffix}": v for k, v in data.likelihood_metrics(float(total_nats.sum()), x).items()}
+        )
     return out
 
 
@@ -119,16 +133,20 @@ def load_reference(run_dir: str, data: DataSource, device: torch.device) -> Meth
 def evaluate(
     method: Method, data: DataSource, cfg: EvalConfig, *, progress: bool = False
 ) -> tuple[dict[str, float], SampleOutput | None, Tensor | None]:
-    """Likelihood and sample metrics; also returns the samples and their labels."""
+    """Likelihood and sample metrics; also returns the samples and their labels. The networks run
+    in ``cfg.precision`` (bf16 autocast or fp32; ``None``: fp32, see
+    :func:`~discodiff.precision.resolved_eval`)."""
     was_training = method.training
     method.eval()
     try:
-        metrics = likelihood(method, data, cfg, progress=progress)
+        with network_precision(method, cfg.precision):
+            metrics = likelihood(method, data, cfg, progress=progress)
         samples, cond = None, None
         if cfg.num_samples:
-            samples, cond, seconds = draw_samples(
-                method, data, cfg, cfg.num_samples, progress=progress, return_trajectory=True
-            )
+            with network_precision(method, cfg.precision):
+                samples, cond, seconds = draw_samples(
+                    method, data, cfg, cfg.num_samples, progress=progress, return_trajectory=True
+                )
             metrics["sample_seconds_per_example"] = seconds / cfg.num_samples
             metrics["sample_nfe"] = float(samples.nfe)
             metrics.update(data.sample_metrics(samples.x, cond))

@@ -18,6 +18,7 @@ Run directory layout::
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -29,11 +30,13 @@ from .errors import CheckpointError
 from .evaluate import draw_samples, evaluate
 from .memory import check_training_memory
 from .plots import loss_curve
+from .precision import network_precision, resolved_eval
+from .provenance import git_commit
 from .runconfig import EvalConfig, RunConfig
 from .state import shape_of, to_device
 from .train.checkpoint import CheckpointWarning, read_latest, remove_temporary, step_dirs
 from .train.distributed import init_distributed, shutdown_distributed
-from .train.loop import Trainer
+from .train.loop import Trainer, TrainingError
 from .train.rundir import RunLock
 from .utils import format_bytes, resolve_device
 
@@ -59,11 +62,27 @@ def _periodic_samples(eval_cfg: EvalConfig):
         if trainer.dist.is_main:
             out_dir = trainer.run_dir / "samples"
             out_dir.mkdir(exist_ok=True)
-            with trainer.averaged() as model:
+            with trainer.averaged() as model, network_precision(model, eval_cfg.precision):
                 samples, cond, _ = draw_samples(model, trainer.data, eval_cfg, PERIODIC_SAMPLES)
             trainer.data.save_samples(samples.x, out_dir / f"step_{trainer.step:08d}", cond)
 
     return hook
+
+
+def run_record(trainer: Trainer, stopped_by: str) -> dict:
+    """What metrics.json says about the training itself: the step reached of the planned steps,
+    why training stopped (``steps``, ``time_budget`` or ``nan``), its wall-clock seconds (over
+    every resume) and the code's git commit when known."""
+    record = {
+        "step": trainer.step,
+        "planned_steps": trainer.config.steps,
+        "stopped_by": stopped_by,
+        "train_seconds": trainer.train_seconds,
+    }
+    commit = git_commit()
+    if commit:
+        record["commit"] = commit
+    return record
 
 
 def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> dict[str, float]:
@@ -71,7 +90,7 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
     run_dir = trainer.run_dir
     with trainer.averaged() as model:
         metrics, samples, cond = evaluate(model, trainer.data, eval_cfg, progress=progress)
-    metrics = {"step": trainer.step, **metrics}
+    metrics = {**run_record(trainer, trainer.stopped_by), **metrics}
     trainer.log({"kind": "eval", **metrics})
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if samples is not None:
@@ -81,7 +100,7 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
     example = trainer.data.infilling_example(INFILL_EXAMPLES)
     if example is not None and trainer.method.known_semantics != "none":  # e.g. discrete flows
         known, mask = example
-        with trainer.averaged() as model:
+        with trainer.averaged() as model, network_precision(model, eval_cfg.precision):
             out = model.sample(
                 shape_of(known),
                 known=to_device(known, model.device),
@@ -91,7 +110,12 @@ def final_outputs(trainer: Trainer, eval_cfg: EvalConfig, *, progress: bool) -> 
                 generator=torch.Generator().manual_seed(eval_cfg.seed),
             )
         trainer.data.save_infilling(known, mask, to_device(out.x, "cpu"), run_dir / "infill")
-    loss_curve(trainer.metrics_path, run_dir / "loss.png")
+    loss_curve(
+        trainer.metrics_path,
+        run_dir / "loss.png",
+        label=trainer.method.loss_label,
+        window=trainer.config.log_every,
+    )
     return metrics
 
 
@@ -153,15 +177,24 @@ def train_run(
             trainer = Trainer(method, data, config.train, run_dir, seed=config.seed, device=device, dist=dist)
             if resume:
                 trainer.resume()
-            trainer.fit(
-                max_steps=max_steps,
-                progress=progress,
-                on_eval=_periodic_eval(config.eval),
-                on_sample=_periodic_samples(config.eval),
-            )
+            eval_cfg = resolved_eval(config)  # eval.precision: None -> the training precision
+            seconds_before, fit_start = trainer.train_seconds, time.perf_counter()
+            try:
+                trainer.fit(
+                    max_steps=max_steps,
+                    progress=progress,
+                    on_eval=_periodic_eval(eval_cfg),
+                    on_sample=_periodic_samples(eval_cfg),
+                )
+            except TrainingError:
+                if dist.is_main:
+                    trainer.train_seconds = seconds_before + time.perf_counter() - fit_start
+                    record = run_record(trainer, "nan")
+                    (run_dir / "metrics.json").write_text(json.dumps(record, indent=1))
+                raise
             if not dist.is_main:
                 return {}
             with trainer.stop_on_nonfinite(trainer.step, " (final evaluation)"):
-                return final_outputs(trainer, config.eval, progress=progress)
+                return final_outputs(trainer, eval_cfg, progress=progress)
     finally:
         shutdown_distributed()

@@ -85,6 +85,7 @@ class EvalConfig:
     guidance_scale: float = 1.0
     seed: int = 0  # seed of evaluation noise and samples (independent of training)
     reference_run: str | None = None  # a run dir (same data) whose model scores samples: gen_ppl
+    precision: Literal["fp32", "bf16"] | None = None  # networks in sampling and likelihood; None: train's
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.nll_examples < 0 or self.num_samples < 0:

@@ -45,7 +45,6 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..base import (
     Batch,
@@ -60,6 +59,7 @@ from ..base import (
 )
 from ..errors import ConfigError
 from ..guidance import guided_call
+from ..progress import track
 from ..utils import sum_except_batch
 from .closed_forms import closed_form
 from .d3pm import TRAJECTORY_POINTS
@@ -119,6 +119,7 @@ class ContinuousTimeMethod(Method):
     nll_estimators = ("bound",)
     representation = "tokens"
     known_semantics = "replacement"
+    loss_label = "bound, nats per token"
 
     def __init__(
         self,
@@ -312,7 +313,7 @@ class ContinuousTimeMethod(Method):
                 np.round(np.linspace(0, steps, min(TRAJECTORY_POINTS, steps + 1))).astype(int).tolist()
             )
             trajectory = [(1.0, x.clone())] if request.return_trajectory else []
-            for k in tqdm(range(steps), desc=sampler, disable=not request.progress, leave=False):
+            for k in track(range(steps), desc=sampler, enabled=request.progress):
                 t, s = grid[k].expand(shape[0]), grid[k + 1].expand(shape[0])
                 x = self._step(x, s, t, cond, request.guidance_scale, sampler, generator, pinned)
                 if request.return_trajectory and k + 1 in keep:

@@ -40,7 +40,6 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..base import (
     METHODS,
@@ -56,6 +55,7 @@ from ..base import (
 )
 from ..config import Spec, component
 from ..errors import ConfigError
+from ..progress import track
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
 from .closed_d3pm import step_kl_and_ce
@@ -118,6 +118,11 @@ class D3PM(Method):
     nll_estimators = ("bound",)
     representation = "tokens"
     known_semantics = "replacement"
+
+    @property
+    def loss_label(self) -> str:
+        lam = self.config.hybrid_lambda
+        return "bound, nats per token" + (f" + {lam:g} x cross-entropy" if lam else "")
 
     def __init__(
         self,
@@ -298,7 +303,7 @@ class D3PM(Method):
             )
             trajectory = [(1.0, x.clone())] if request.return_trajectory else []
             pairs = list(itertools.pairwise(grid))
-            bar = tqdm(pairs, desc=sampler, disable=not request.progress, leave=False)
+            bar = track(pairs, desc=sampler, enabled=request.progress)
             for k, (i, j) in enumerate(bar):
                 x = self._reverse_step(x, i, j, cond, request.guidance_scale, sampler, generator)
                 x = self._impose(x, known_pair, j / self.T, generator)

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..base import SampleOutput
+from ..progress import track
 from .masked_process import masked_reverse_logits, relative_noise, unmask_log_probs
 from .sampling import sample_categorical, sample_inverse_cdf, sharpen, uniform
 
@@ -147,7 +147,7 @@ def sample_window(
     all_mask_noise = relative_noise(method.schedule, torch.ones(1, dtype=torch.float64, device=x.device))
     keep = set(torch.linspace(0, opts.steps, min(TRAJECTORY_POINTS, opts.steps + 1)).round().long().tolist())
     pairs = list(itertools.pairwise(times))
-    for k, (t_now, s_next) in enumerate(tqdm(pairs, desc=opts.sampler, disable=not progress, leave=False)):
+    for k, (t_now, s_next) in enumerate(track(pairs, desc=opts.sampler, enabled=progress)):
         t = torch.full((x.shape[0],), t_now, dtype=torch.float64, device=x.device)
         s = torch.full_like(t, s_next)
         log_p0 = denoiser(x, t)

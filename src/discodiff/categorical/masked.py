@@ -126,6 +126,7 @@ class MaskedDiffusion(Method):
     nll_estimators = ("bound",)
     representation = "tokens"
     known_semantics = "exact"
+    loss_label = "bound, nats per token"
 
     def __init__(
         self,

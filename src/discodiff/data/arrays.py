@@ -1,14 +1,17 @@
-"""Tabular data from a local ``.npy`` or ``.csv`` file: one example per row, float features.
+"""Tabular data from a local ``.npy``, ``.npz`` or ``.csv`` file: one example per row, float
+features.
 
-A fixed seeded permutation splits the rows into train / val / test. Optionally one column holds
-integer class labels, and features can be standardized with the training split's mean and std
-(stored in the run's data state so samples map back to the original units). Likelihoods (through
-:meth:`ArrayData.unit_log_jacobian`) and W2 are reported in the file's units.
+A fixed seeded permutation splits the rows into train / val / test, unless the file gives its own
+test (and validation) split: an ``.npz`` with named arrays (``key``, ``test_key``, ``val_key``)
+and labels in their own arrays (``labels_key``, ...); see :mod:`.array_files`. In a ``.npy`` or
+``.csv`` table one column can hold integer class labels. Features can be standardized with the
+training split's mean and std (stored in the run's data state so samples map back to the original
+units). Likelihoods (through :meth:`ArrayData.unit_log_jacobian`) and W2 are reported in the
+file's units.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,12 +22,11 @@ from torch import Tensor
 
 from ..errors import DataError
 from ..metrics.w2 import wasserstein2
-from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream, check_finite
+from .array_files import read_splits
+from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream
 
 W2_MAX_POINTS = 5000
 """Exact W2 costs O(n^2) memory; larger sample sets are subsampled to this many points."""
-NPY_MAGIC = b"\x93NUMPY"
-"""The first bytes of every ``.npy`` file (NumPy's format specification)."""
 MIN_TRAIN_ROWS = 2
 """Training rows needed to estimate a standard deviation (standardize: true)."""
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -32,10 +34,17 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 @dataclass
 class ArrayConfig:
-    """``data: {name: array, path: data.csv}``."""
+    """``data: {name: array, path: data.csv}`` or ``{name: array, path: f.npz, key: x, test_key:
+    x_test, labels_key: y, test_labels_key: y_test}``."""
 
-    path: str = ""  # .npy (2D float array) or .csv (numeric, comma separated)
-    label_column: int | None = None  # column of integer class labels (removed from the features)
+    path: str = ""  # .npy (2D float array), .npz (named arrays) or .csv (numeric, comma separated)
+    key: str | None = None  # .npz: the examples' array (None: the file's only array)
+    test_key: str | None = None  # .npz: a given test split (else test_fraction of the rows)
+    val_key: str | None = None  # .npz: a given validation split (else val_fraction of the rows)
+    labels_key: str | None = None  # .npz: integer class labels of the `key` rows, in their own array
+    test_labels_key: str | None = None  # .npz: labels of the test_key rows
+    val_labels_key: str | None = None  # .npz: labels of the val_key rows
+    label_column: int | None = None  # .npy / .csv: column of integer class labels (removed from features)
     skip_header: bool = False  # .csv: the first line is a header
     standardize: bool = True  # scale features to zero mean, unit std (training split statistics)
     val_fraction: float = 0.1
@@ -44,50 +53,16 @@ class ArrayConfig:
 
     def __post_init__(self) -> None:
         if not self.path:
-            raise ValueError("data.path is required: a .npy or .csv file with one example per row")
+            raise ValueError("data.path is required: a .npy, .npz or .csv file with one example per row")
         if not (
             0 <= self.val_fraction < 1
             and 0 < self.test_fraction < 1
             and self.val_fraction + self.test_fraction < 1
         ):
             raise ValueError("data.val_fraction and data.test_fraction must be in [0, 1) and sum below 1")
-
-
-def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
-    """A 2D float64 array from ``.npy`` (never pickled objects) or ``.csv``; errors name the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    if path.suffix == ".npy":
-        with open(path, "rb") as f:
-            if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
-                raise DataError(
-                    f"{path} is not a NumPy .npy file (it lacks the .npy header); save arrays with "
-                    "numpy.save, or name a comma-separated text file .csv"
-                )
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as err:
-            if "allow_pickle" in str(err):
-                raise DataError(
-                    f"{path} holds Python objects (dtype object), which are never unpickled; save a "
-                    "numeric array"
-                ) from None
-            raise DataError(f"{path}: cannot read the .npy file ({err})") from None
-    elif path.suffix == ".csv":
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # numpy's "input contained no data"
-                arr = np.loadtxt(path, delimiter=",", skiprows=int(skip_header), ndmin=2)
-        except ValueError as err:
-            raise DataError(f"{path}: not a numeric CSV ({err}); set skip_header for a header line") from None
-    else:
-        raise DataError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .csv")
-    if arr.dtype.kind not in "biuf":
-        lost = " (its imaginary part would be lost)" if arr.dtype.kind == "c" else ""
-        raise DataError(f"{path} holds {arr.dtype} values{lost}; expected real numbers (integer or float)")
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
-    return arr.astype(np.float64)
+        for name in ("test", "val"):
+            if getattr(self, f"{name}_labels_key") is not None and getattr(self, f"{name}_key") is None:
+                raise ValueError(f"data.{name}_labels_key needs data.{name}_key (the {name} examples)")
 
 
 def _standardize(x: Tensor, train: Tensor, path: str) -> tuple[Tensor, Tensor]:
@@ -108,53 +83,37 @@ class ArrayData(DataSource):
 
     def __init__(self, config: ArrayConfig, state: dict | None = None) -> None:
         self.config = config
-        arr = read_array(Path(config.path), skip_header=config.skip_header)
-        labels = None
-        if config.label_column is not None:
-            if not -arr.shape[1] <= config.label_column < arr.shape[1]:
-                raise DataError(
-                    f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns of "
-                    f"{config.path}"
-                )
-            col = arr[:, config.label_column]
-            if not (np.isfinite(col).all() and np.all(col == np.round(col)) and col.min() >= 0):
-                raise DataError(
-                    f"data.label_column {config.label_column} of {config.path} must hold non-negative "
-                    "integer labels"
-                )
-            labels = torch.from_numpy(col.astype(np.int64))
-            arr = np.delete(arr, config.label_column, axis=1)
-        x = torch.from_numpy(arr)
-        check_finite(x, f"data file {config.path}")
-        n = len(x)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(config.split_seed))
-        n_test, n_val = max(1, int(n * config.test_fraction)), int(n * config.val_fraction)
-        parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
+        raw = read_splits(config)  # name -> (examples (n, D) float64, labels (n,) long or None)
+        train = raw["train"][0]
         needed = MIN_TRAIN_ROWS if config.standardize and not state else 1
-        if len(parts["train"]) < needed:
+        if len(train) < needed:
             why = " to standardize (or set data.standardize: false)" if needed > 1 else ""
             raise DataError(
-                f"data file {config.path} has {n} rows: after {n_test} test and {n_val} validation rows, "
-                f"{len(parts['train'])} remain for training; at least {needed} are needed{why}"
+                f"data file {config.path}: {len(train)} rows remain for training after the test and "
+                f"validation rows; at least {needed} are needed{why}"
             )
         if state:
             mean, std = torch.tensor(state["mean"]), torch.tensor(state["std"])
         elif config.standardize:
-            mean, std = _standardize(x, x[parts["train"]], config.path)
+            mean, std = _standardize(train, train, config.path)
         else:
-            mean, std = torch.zeros(x.shape[1]), torch.ones(x.shape[1])
+            mean, std = torch.zeros(train_dims(raw)), torch.ones(train_dims(raw))
         self.mean, self.std = mean.double(), std.double()
+        self._splits = {k: (self._scaled(x), y) for k, (x, y) in raw.items()}
+        labels = [y for _, y in raw.values() if y is not None]
+        classes = max(int(y.max()) for y in labels) + 1 if labels else 0
+        self.info = DataInfo(event_shape=(train_dims(raw),), num_classes=classes)
+
+    def _scaled(self, x: Tensor) -> Tensor:
+        """Standardized float32 features, refusing values float32 cannot hold."""
         scaled = (x - self.mean) / self.std
-        if scaled.abs().max() > FLOAT32_MAX:
-            fix = "rescale the data" + ("" if config.standardize else " or set data.standardize: true")
+        if len(scaled) and scaled.abs().max() > FLOAT32_MAX:
+            fix = "rescale the data" + ("" if self.config.standardize else " or set data.standardize: true")
             raise DataError(
-                f"data file {config.path}: values up to {float(scaled.abs().max()):.3g} do not fit in "
-                f"float32 (largest {FLOAT32_MAX:.3g}); {fix}"
+                f"data file {self.config.path}: values up to {float(scaled.abs().max()):.3g} do not fit "
+                f"in float32 (largest {FLOAT32_MAX:.3g}); {fix}"
             )
-        x = scaled.float()
-        self._splits = {k: (x[idx], None if labels is None else labels[idx]) for k, idx in parts.items()}
-        classes = 0 if labels is None else int(labels.max()) + 1
-        self.info = DataInfo(event_shape=(x.shape[1],), num_classes=classes)
+        return scaled.float()
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
@@ -186,6 +145,11 @@ class ArrayData(DataSource):
         path = stem.with_suffix(".npy")
         np.save(path, self.to_data_units(samples).numpy())
         return [path]
+
+
+def train_dims(splits: dict[str, tuple[Tensor, Tensor | None]]) -> int:
+    """Number of features per example."""
+    return splits["train"][0].shape[1]
 
 
 @DATASETS.register("array", config=ArrayConfig)

@@ -133,9 +133,12 @@ class ImageData(DataSource):
             )
         self._classifier = None
 
+    def encode_levels(self, k: Tensor) -> Tensor:
+        """Pixel levels ``(N, H, W)`` long -> ``(N, 1, H, W)`` in [-1, 1] (or ``(N, H*W)`` tokens)."""
+        return k.reshape(len(k), -1) if self.options.tokens else levels_to_unit(k, self.levels)[:, None]
+
     def _encode(self, part: LabelledImages) -> tuple[Tensor, Tensor | None]:
-        k = torch.from_numpy(part.images.astype(np.int64))
-        x = k.reshape(len(k), -1) if self.options.tokens else levels_to_unit(k, self.levels)[:, None]
+        x = self.encode_levels(torch.from_numpy(part.images.astype(np.int64)))
         cond = torch.from_numpy(part.labels) if self.options.labels else None
         return x, cond
 

@@ -150,7 +150,10 @@ class TextData(DataSource):
 
     def encode(self, text: str) -> Tensor:
         """``text`` -> ``(n,)`` long ids (e.g. a prompt); what the encoding lacks raises a DataError."""
-        return torch.from_numpy(self.vocab.encode(text).astype(np.int64))
+        try:
+            return torch.from_numpy(self.vocab.encode(text).astype(np.int64))
+        except ValueError as err:
+            raise DataError(str(err)) from None
 
     def decode(self, ids: Tensor) -> str:
         """``(L,)`` ids -> text (subwords show special tokens such as EOS)."""
@@ -162,7 +165,7 @@ class TextData(DataSource):
 
     def decode_batch(self, ids: Tensor) -> list[str]:
         """``(N, L)`` ids -> one string per sequence."""
-        return [self.decode(row) for row in ids.reshape(-1, ids.shape[-1])]
+        return [self.decode(row) for row in ids.detach().cpu().reshape(-1, ids.shape[-1])]
 
     def use_directory(self, path: Path) -> None:
         """Also write a subword tokenizer to ``path/tokenizer.json`` (for other tools)."""

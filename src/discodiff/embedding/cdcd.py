@@ -115,6 +115,7 @@ class CDCD(EmbeddingMethod):
 
     samplers = ("euler", "heun")
     nll_estimators = ("bound",)
+    loss_label = "cross-entropy, nats per token (+ time-warp fit)"
 
     def __init__(
         self,

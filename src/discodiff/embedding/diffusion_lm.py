@@ -135,6 +135,7 @@ class DiffusionLM(EmbeddingMethod):
 
     samplers = ("ancestral", "ddim")
     nll_estimators = ("bound",)
+    loss_label = "x0 squared error per dim + rounding nats per token + prior"
 
     def __init__(
         self,

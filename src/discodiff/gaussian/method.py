@@ -128,6 +128,12 @@ class GaussianDiffusion(Method):
     representation = "continuous"
     known_semantics = "replacement"
 
+    @property
+    def loss_label(self) -> str:
+        simple, bound = f"squared error per dim ({self.weighting} weighting)", "bound, nats per dim"
+        lam = self.config.hybrid_lambda
+        return {"simple": simple, "vlb": bound, "hybrid": f"{simple} + {lam:g} x {bound}"}[self.config.loss]
+
     def __init__(
         self,
         net: Callable,

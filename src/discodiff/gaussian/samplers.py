@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
-from tqdm.auto import tqdm
 
+from ..progress import track
 from ..registry import Registry
 from ..utils import append_dims, randn
 from .likelihood import ODE_TOLERANCE
@@ -250,7 +250,7 @@ def run_sampler(
     keep = set(np.round(np.linspace(0, len(grid) - 1, min(TRAJECTORY_POINTS, len(grid)))).astype(int))
     trajectory = [(float(grid[0]), x.detach().clone())] if return_trajectory else []
     pairs = list(zip(grid[:-1].tolist(), grid[1:].tolist()))
-    for i, (t_val, s_val) in enumerate(tqdm(pairs, desc=sampler, disable=not progress, leave=False)):
+    for i, (t_val, s_val) in enumerate(track(pairs, desc=sampler, enabled=progress)):
         t = torch.full((n,), t_val, dtype=torch.float64, device=x.device)
         s = torch.full((n,), s_val, dtype=torch.float64, device=x.device)
         x = ctx.denoise(x, t).x0 if s_val == 0 else spec.step(x, t, s, ctx)

@@ -7,7 +7,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -26,6 +25,8 @@ def wasserstein2(x: Tensor, y: Tensor) -> float:
         raise ValueError(
             f"need two (N, D) point clouds of the same D, got {tuple(x.shape)}, {tuple(y.shape)}"
         )
+    import ot  # imported here: POT (with scikit-learn) takes seconds to import, every CLI call paid it
+
     xs = x.detach().double().cpu()
     ys = y.detach().double().cpu()
     cost = (torch.cdist(xs, ys) ** 2).numpy()

@@ -11,6 +11,7 @@ and the step.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -19,11 +20,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from ..base import Batch, Method
 from ..data.base import DataSource
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..progress import Bar, LossWindow, train_line
 from ..runconfig import TrainConfig
 from ..state import check_finite, index, to_device
 from .checkpoint import (
@@ -85,6 +86,9 @@ class Trainer:
         self.ema = EMA(method, config.ema_decay) if config.ema_decay > 0 else None
         self.stream = data.train_stream(seed)
         self.step = 0
+        self.loss_window = LossWindow()  # the loss since the last log line, summed on the device
+        self.train_seconds = 0.0  # wall-clock seconds in fit(), over every call and resume
+        self.stopped_by = "steps"  # why the last fit() ended: steps | time_budget
         self.ckpt_root = self.run_dir / "checkpoints"
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.metrics = MetricsLog(self.metrics_path)
@@ -112,7 +116,7 @@ class Trainer:
             tensors["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
             tensors["ema"] = self.ema.state_tensors()
-        state = {"optimizer": opt_meta, "time": time.time()}
+        state = {"optimizer": opt_meta, "time": time.time(), "train_seconds": self.train_seconds}
         path = save_checkpoint(
             self.ckpt_root, Checkpoint(self.step, tensors, state), keep=self.config.keep_checkpoints
         )
@@ -142,6 +146,7 @@ class Trainer:
         if self.device.type == "cuda" and "cuda" in ckpt.group("rng"):
             torch.cuda.set_rng_state(ckpt.group("rng")["cuda"], self.device)
         self.step = self._saved_step = ckpt.step
+        self.train_seconds = float(ckpt.state.get("train_seconds", 0.0))
         return self.step
 
     def last_checkpoint(self) -> str:
@@ -180,6 +185,18 @@ class Trainer:
     def log(self, record: dict) -> None:
         if self.dist.is_main:
             self.metrics.append(record)
+
+    def budget_message(self, seconds: float) -> str:
+        """The one line said when the time budget ends training early."""
+        cfg = self.config
+        lr = lr_at(
+            self.step, peak=cfg.lr, warmup=cfg.warmup_steps, total=cfg.steps, min_ratio=cfg.min_lr_ratio
+        )
+        return (
+            f"train: time budget of {cfg.time_budget_s:g} s reached after {seconds:.1f} s at step "
+            f"{self.step} of {cfg.steps} planned (learning rate {lr:.2g}, its schedule planned for "
+            f"{cfg.steps} steps); --resume continues the run"
+        )
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -257,6 +274,7 @@ class Trainer:
             loss, metrics = self._forward_backward(batches)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss.detach())}")
+            self.loss_window.add(loss)
             params = [p for g in self.opt.param_groups for p in g["params"]]
             max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
@@ -283,14 +301,18 @@ class Trainer:
         start_time = time.perf_counter()
         if self.dist.is_main:
             self.metrics.truncate(self.step)  # records past this step belong to an abandoned run
-        bar = tqdm(
-            total=stop,
-            initial=self.step,
+        seconds_before = self.train_seconds
+        bar = Bar(
+            stop,
             desc="train",
-            disable=not (progress and self.dist.is_main),
-            dynamic_ncols=True,
+            unit="step",
+            enabled=progress and self.dist.is_main,
+            initial=self.step,
+            own_lines=True,
+            leave=True,
         )
         window_start, window_steps = time.perf_counter(), 0
+        self.stopped_by = "steps"
         self.method.train()
         while self.step < stop:
             rec = self.train_step()
@@ -302,11 +324,14 @@ class Trainer:
             last = self.step == stop or over_budget
             if self.step % cfg.log_every == 0 or last:
                 rate = window_steps * cfg.batch_size / (time.perf_counter() - window_start)
-                bar.set_postfix(loss=f"{rec['loss']:.4g}", ex_s=f"{rate:.0f}")
+                rec["loss"] = self.loss_window.pop_mean()  # the mean over the window, not one batch
                 elapsed = time.perf_counter() - start_time
-                self.log(
-                    {"kind": "train", "step": self.step, "examples_per_s": rate, "elapsed_s": elapsed, **rec}
-                )
+                bar.set_postfix(loss=f"{rec['loss']:.4g}", ex_s=f"{rate:.0f}")
+                record = {"kind": "train", "step": self.step, "examples_per_s": rate, "elapsed_s": elapsed}
+                record.update(rec)
+                self.log(record)
+                if bar.plain:
+                    bar.write(train_line(self.step, cfg.steps, record))
                 window_start, window_steps = time.perf_counter(), 0
             if last:
                 break
@@ -317,8 +342,14 @@ class Trainer:
                 with self.stop_on_nonfinite(self.step, " (periodic samples)"):
                     on_sample(self)
             if self.step % cfg.ckpt_every == 0:
+                self.train_seconds = seconds_before + time.perf_counter() - start_time
                 self.save()
+        self.train_seconds = seconds_before + time.perf_counter() - start_time
         bar.close()
+        if self.step < stop:
+            self.stopped_by = "time_budget"
+            if self.dist.is_main:
+                print(self.budget_message(time.perf_counter() - start_time), file=sys.stderr, flush=True)
         self.save()
         self.dist.barrier()
         return self.step
