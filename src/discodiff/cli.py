@@ -39,7 +39,6 @@ from .errors import UsageError, UserError
 from .prepare import add_parser as add_prepare_parser
 from .prepare import run as prepare_command
 from .runconfig import EvalConfig, load_config
-from .state import to_device
 from .train.checkpoint import CheckpointWarning
 from .utils import resolve_device
 
