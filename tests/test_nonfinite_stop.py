@@ -20,7 +20,12 @@ TEXT = {
     "data": {"name": "text", "seq_len": 8},
     "net": {"name": "transformer", "width": 8, "depth": 1, "heads": 1, "cond_dim": 8},
 }
+GRAPHS = {
+    "data": {"name": "graphs", "source": "planar", "num_graphs": 20},
+    "net": {"name": "graph_transformer", "depth": 1, "width_x": 16, "width_e": 8, "width_y": 8, "heads": 2},
+}
 METHOD_OPTIONS = {
+    "digress": {"timesteps": 4},
     "d3pm": {"timesteps": 4},
     "gaussian": {"timesteps": 4},
     "diffusion_lm": {"timesteps": 4, "sample_steps": 4},
@@ -29,8 +34,8 @@ DATA = {}
 
 
 def _method(name: str):
-    """The registered method ``name`` on the first tiny data set it accepts (toy 2D, then text)."""
-    for base in (TOY, TEXT):
+    """The registered method ``name`` on the first tiny data set it accepts (toy 2D, text, graphs)."""
+    for base in (TOY, TEXT, GRAPHS):
         cfg = parse_config({**base, "method": {"name": name, **METHOD_OPTIONS.get(name, {})}})
         key = base["data"]["name"]
         data = DATA.get(key) or DATA.setdefault(key, build_data(cfg))

@@ -73,10 +73,10 @@ def test_logged_loss_is_the_mean_of_its_window(tmp_path):
 
 
 def test_time_budget_says_so_and_records_why_training_stopped(tmp_path, capsys):
-    cfg = tiny_config(train={"steps": 50, "time_budget_s": 0.0}, eval={"num_samples": 0})
+    cfg = tiny_config(train={"steps": 50, "time_budget_s": 1e-9}, eval={"num_samples": 0})
     metrics = train_run(cfg, tmp_path / "run", progress=False)
     err = capsys.readouterr().err
-    assert "time budget of 0 s reached" in err and "at step 1 of 50 planned" in err
+    assert "time budget of 1e-09 s reached" in err and "at step 1 of 50 planned" in err
     assert (metrics["step"], metrics["planned_steps"], metrics["stopped_by"]) == (1, 50, "time_budget")
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["stopped_by"] == "time_budget" and saved["train_seconds"] > 0

@@ -190,6 +190,16 @@ class LossWindow:
     def __len__(self) -> int:
         return self._count
 
+    def state(self) -> list[float]:
+        """``[sum, count]`` of the open window (saved in checkpoints, so a resumed run logs the
+        same window means as an uninterrupted one)."""
+        return [0.0 if self._sum is None else float(self._sum), float(self._count)]
+
+    def load(self, state: list[float]) -> None:
+        total, count = state
+        self._sum = None if count == 0 else torch.tensor(total, dtype=torch.float64)
+        self._count = int(count)
+
     def pop_mean(self) -> float:
         if self._sum is None:
             raise ValueError("no loss in this logging window")

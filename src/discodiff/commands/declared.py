@@ -10,6 +10,7 @@ from pathlib import Path
 from ..base import METHODS, Method
 from ..config import from_dict
 from ..data import DataInfo
+from ..data.base import FieldInfo
 from ..errors import UsageError, UserError
 
 EXAMPLE_LENGTH = 16
@@ -21,9 +22,23 @@ def _examples(length: int) -> tuple[tuple[DataInfo, str, dict], ...]:
     """Small data descriptions (with a small network) a method is built on when listed without a
     config: the first it accepts is used."""
     tokens = DataInfo(event_shape=(length,), kind="tokens", vocab_size=8, unit="bits_per_char")
+    n = 4  # graphs of up to 4 nodes with 2 node and 2 edge categories
+    graphs = DataInfo(
+        event_shape=(n, n),
+        kind="graph",
+        unit="bits_per_entry",
+        fields={
+            "nodes": FieldInfo((n,), "tokens", 2, marginal=(0.5, 0.5)),
+            "edges": FieldInfo((n, n), "tokens", 2, symmetric=True, marginal=(0.5, 0.5)),
+            "node_mask": FieldInfo((n,), "mask"),
+        },
+        node_counts=(0.0, 0.25, 0.25, 0.25, 0.25),
+    )
+    graph_net = {"depth": 1, "width_x": 16, "width_e": 8, "width_y": 8, "heads": 2}
     return (
         (DataInfo(event_shape=(2,)), "mlp", {"hidden": 8, "depth": 1}),
         (tokens, "transformer", {"width": 16, "depth": 1, "heads": 1}),
+        (graphs, "graph_transformer", graph_net),
     )
 
 

@@ -156,8 +156,10 @@ def _single_table(config: SplitOptions, path: Path) -> Split:
     labels = None
     if config.label_column is not None:
         if not -arr.shape[1] <= config.label_column < arr.shape[1]:
-            raise DataError(f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns")
-        labels = _as_labels(arr[:, config.label_column], "data.label_column")
+            raise DataError(
+                f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns of {path}"
+            )
+        labels = _as_labels(arr[:, config.label_column], f"data.label_column {config.label_column} of {path}")
         arr = np.delete(arr, config.label_column, axis=1)
     return torch.from_numpy(arr), labels
 

@@ -68,6 +68,8 @@ class LocationScale(nn.Module):
     def params(self, out: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(B, L, out_channels)`` raw outputs -> straight-through :math:`\\mu` and unit :math:`\\sigma`."""
         out = out.float()
+        if not bool(torch.isfinite(out).all()):  # NaN would pick an arbitrary (even non-unit) id
+            raise FloatingPointError("the discrete flow's network returned NaN or inf")
         loc = straight_through(out[..., : self.K], self.temperature)
         if not self.scale:
             return loc, None

@@ -135,6 +135,8 @@ class DiscreteFlow(Method):
 
     # ---- the interface -------------------------------------------------------------------------
 
+    loss_label = "exact NLL, nats per token"
+
     def loss(self, batch: Batch) -> LossOutput:
         """Exact NLL in nats per token (straight-through gradients)."""
         self._check_labels(batch.cond)

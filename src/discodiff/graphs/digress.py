@@ -82,6 +82,15 @@ class DiGress(GraphMethod):
         super().__init__(net, process, node_counts, num_classes=num_classes)
         self.config, self.T, self.reverse_form = config, config.timesteps, config.reverse
 
+    @property
+    def loss_label(self) -> str:
+        w = f"{self.config.edge_weight:g}"
+        ce = f"cross-entropy, nats per node + {w} x per node pair"
+        if self.config.loss == "ce":
+            return ce
+        bound = "bound, nats per entry"
+        return bound if self.config.loss == "vlb" else f"{bound} + {self.config.hybrid_lambda:g} x ({ce})"
+
     def time_grid(self, steps: int) -> list[float]:
         """``steps + 1`` grid points ``round(linspace(T, 0, steps + 1)) / T``."""
         return [round(self.T * (1 - k / steps)) / self.T for k in range(steps + 1)]

@@ -88,6 +88,11 @@ class GraphMasked(GraphMethod):
         weight = elbo_weight(self.schedule, t, 0).to(total.dtype)
         return torch.where(count > 0, weight, 0.0) * total  # nothing masked: 0, even where w = inf
 
+    @property
+    def loss_label(self) -> str:
+        edges = "" if self.config.edge_weight == 1.0 else f" (edges weighted {self.config.edge_weight:g})"
+        return f"bound, nats per entry{edges}"
+
     def loss(self, batch: Batch) -> LossOutput:
         x0 = self.check_graphs(batch.x, "batch.x")
         cond = drop_labels(batch, self.config.cond_drop_prob)

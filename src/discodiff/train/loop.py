@@ -116,7 +116,12 @@ class Trainer:
             tensors["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         if self.ema is not None:
             tensors["ema"] = self.ema.state_tensors()
-        state = {"optimizer": opt_meta, "time": time.time(), "train_seconds": self.train_seconds}
+        state = {
+            "optimizer": opt_meta,
+            "time": time.time(),
+            "train_seconds": self.train_seconds,
+            "loss_window": self.loss_window.state(),
+        }
         path = save_checkpoint(
             self.ckpt_root, Checkpoint(self.step, tensors, state), keep=self.config.keep_checkpoints
         )
@@ -147,6 +152,7 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt.group("rng")["cuda"], self.device)
         self.step = self._saved_step = ckpt.step
         self.train_seconds = float(ckpt.state.get("train_seconds", 0.0))
+        self.loss_window.load(ckpt.state.get("loss_window", [0.0, 0.0]))
         return self.step
 
     def last_checkpoint(self) -> str:
