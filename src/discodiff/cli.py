@@ -6,6 +6,7 @@
     discodiff sample RUN_DIR [--num N] [--steps S] [--sampler NAME] [--out FILE]
     discodiff eval RUN_DIR [--json] [eval.key=value ...]
     discodiff classifier RUN_DIR [--force]      (image runs: the sample-metric classifier)
+    discodiff bench SUITE [--budget S] [--methods a,b] [--out DIR]   (compare methods: discodiff.bench)
 
 User errors (bad config, missing file, corrupted checkpoint, diverged training) print one clear
 line and exit with status 2; set ``DISCODIFF_DEBUG=1`` to see the traceback.
@@ -21,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from .bench.cli import add_parser as bench_parser
+from .bench.cli import command as _bench
 from .config import ConfigError, apply_overrides, from_dict, to_dict
 from .runconfig import EvalConfig, load_config
 from .state import to_device
@@ -67,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classifier", help="train (or reuse) the evaluation classifier of an image run")
     c.add_argument("run_dir", type=Path)
     c.add_argument("--force", action="store_true", help="train again even if a checkpoint exists")
+    bench_parser(sub)
     return p
 
 
@@ -180,7 +184,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    command = {"train": _train, "sample": _sample, "eval": _eval, "classifier": _classifier}[args.command]
+    command = {"train": _train, "sample": _sample, "eval": _eval, "classifier": _classifier, "bench": _bench}[
+        args.command
+    ]
     try:
         return command(args)
     except USER_ERRORS as err:
