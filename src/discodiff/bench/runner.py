@@ -128,6 +128,8 @@ def train_method(
         "calibration_seconds_per_step": step_s,
         "examples_per_s": trainer.step * config.train.batch_size / seconds if seconds else 0.0,
         "parameters": sum(p.numel() for net in method.networks().values() for p in net.parameters()),
+        "representation": method.representation,
+        "known_semantics": method.known_semantics,
         "warmup_steps": config.train.warmup_steps,
         "batch_size": config.train.batch_size,
     }
