@@ -165,6 +165,8 @@ def plot_quality(rows: list[dict], suite: Suite, path: Path) -> Path | None:
             ax.plot(xs[:1], ys[:1], "s", color=line.get_color())
         else:
             ax.errorbar(xs, ys, yerr=sds, fmt="o-", capsize=2, label=f"{key[0]} ({key[1]})")
+        for x, y, p in zip(xs, ys, pts):  # each point's step count
+            ax.annotate(str(p["steps"]), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
     for r in rows:
         if r["kind"] == "data" and metric in r["metrics"]:
             ax.axhline(r["metrics"][metric]["mean"], ls=":", color="grey", label=r["method"])
