@@ -37,7 +37,6 @@ from tqdm.auto import tqdm
 
 from .base import (
     METHODS,
-    NULL_LABEL,
     Batch,
     EstimatorInfo,
     LossOutput,
@@ -54,6 +53,8 @@ from .categorical.guidance import combine_guidance
 from .categorical.logspace import log_normalize
 from .categorical.sampling import sample_categorical, sharpen
 from .data.base import DataInfo
+from .errors import ConfigError
+from .guidance import with_null_labels
 from .nets.base import NetSpec
 from .utils import LN2
 
@@ -95,7 +96,7 @@ class Autoregressive(Method):
     ) -> None:
         super().__init__()
         if config.kv_cache and not hasattr(net, "init_cache"):
-            raise ValueError(
+            raise ConfigError(
                 "kv_cache needs a network with incremental decoding (net 'transformer'); "
                 "set method.kv_cache: false for other networks"
             )
@@ -193,7 +194,7 @@ class Autoregressive(Method):
         guided = labels is not None and guidance_scale != 1.0
         rows = 2 * n if guided else n  # guidance: conditional rows, then the same rows unconditional
         if guided:
-            labels = torch.cat([labels, torch.full_like(labels, NULL_LABEL)])
+            labels = with_null_labels(labels)
         x = torch.zeros(n, self.length, dtype=torch.long, device=self.device)
         cache = self.net.init_cache(self.length) if self.config.kv_cache else None
         t = torch.zeros(rows, device=self.device)
@@ -238,7 +239,7 @@ class Autoregressive(Method):
 def build_ar(config: ARConfig, info: DataInfo, net_factory: Callable[[NetSpec], Callable]) -> Autoregressive:
     """Build from a token data set's :class:`~discodiff.data.DataInfo` and a network factory."""
     if info.kind != "tokens" or info.vocab_size is None:
-        raise ValueError("method 'ar' models token data; this data set is continuous")
+        raise ConfigError("method 'ar' models token data; this data set is continuous")
     length = math.prod(info.event_shape)
     spec = NetSpec(
         (length,), info.vocab_size, num_classes=info.num_classes, input_vocab=info.vocab_size + 1, causal=True

@@ -16,8 +16,9 @@ from . import data as _data  # noqa: F401  (registers data sets)
 from . import gaussian as _gaussian  # noqa: F401  (registers methods)
 from . import nets as _nets  # noqa: F401  (registers networks)
 from .base import METHODS, Method
-from .config import ConfigError, to_dict
+from .config import to_dict
 from .data import DATASETS, DataSource
+from .errors import ConfigError, DataError, UserError
 from .nets import NETS, NetSpec
 from .runconfig import RunConfig, parse_config
 from .train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
@@ -27,28 +28,37 @@ DATA_STATE_FILE = "data_state.json"
 
 
 def build_data(config: RunConfig, state: dict | None = None) -> DataSource:
+    """The data set of ``config``; a user error (bad file, bad values) names the data set. Any
+    other exception is a bug and passes unchanged."""
     try:
         return DATASETS.get(config.data.name)(config.data.config, state=state)
-    except (ValueError, FileNotFoundError) as err:
-        raise ConfigError(f"data ({config.data.name}): {err}") from None
+    except UserError as err:
+        raise type(err)(f"data ({config.data.name}): {err}") from None
+    except FileNotFoundError as err:
+        raise DataError(f"data ({config.data.name}): {err}") from None
+
+
+class _NetError(ConfigError):
+    """A network's user error, already named (the method's builder passes it on)."""
 
 
 def build_method(config: RunConfig, data: DataSource) -> Method:
-    """The method for ``data``, with its network built from ``config.net``."""
+    """The method for ``data``, with its network built from ``config.net``; user errors name the
+    network or the method."""
     net_builder = NETS.get(config.net.name)
 
     def net_factory(spec: NetSpec) -> torch.nn.Module:
         try:
             return net_builder(config.net.config, spec)
-        except ValueError as err:
-            raise ConfigError(f"net ({config.net.name}): {err}") from None
+        except UserError as err:
+            raise _NetError(f"net ({config.net.name}): {err}") from None
 
     try:
         return METHODS.get(config.method.name)(config.method.config, data.info, net_factory)
-    except ValueError as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"method ({config.method.name}): {err}") from None
+    except _NetError as err:
+        raise ConfigError(str(err)) from None
+    except UserError as err:
+        raise type(err)(f"method ({config.method.name}): {err}") from None
 
 
 def build_run(config: RunConfig, *, data_state: dict | None = None) -> tuple[DataSource, Method]:

@@ -8,8 +8,10 @@
     discodiff classifier RUN_DIR [--force]      (image runs: the sample-metric classifier)
     discodiff bench SUITE [--budget S] [--methods a,b] [--out DIR]   (compare methods: discodiff.bench)
 
-User errors (bad config, missing file, corrupted checkpoint, diverged training) print one clear
-line and exit with status 2; set ``DISCODIFF_DEBUG=1`` to see the traceback.
+User errors (:class:`~discodiff.errors.UserError`: bad config, data or arguments, corrupted
+checkpoint, diverged training; a missing or unreadable file; a non-finite value a model produced)
+print one clear line and exit with status 2; ``--debug`` (or ``DISCODIFF_DEBUG=1``) shows the
+traceback instead. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import torch
 from .bench.cli import add_parser as bench_parser
 from .bench.cli import command as _bench
 from .config import ConfigError, apply_overrides, from_dict, to_dict
+from .errors import UsageError, UserError
 from .runconfig import EvalConfig, load_config
 from .state import to_device
-from .train.checkpoint import CheckpointError
-from .train.loop import TrainingError
 from .utils import resolve_device
 
-USER_ERRORS = (ConfigError, CheckpointError, TrainingError, ValueError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError, PermissionError, FloatingPointError)
+"""What the command line reports in one line. ``FloatingPointError`` is what a method raises on a
+non-finite value it detects (network output, loss, samples): a property of the model or sampler,
+not a bug."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("run_dir", type=Path)
     c.add_argument("--force", action="store_true", help="train again even if a checkpoint exists")
     bench_parser(sub)
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    for command in sub.choices.values():  # also accepted after the command
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return p
 
 
@@ -99,7 +108,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
     run_dir = args.out or Path("runs") / args.config.stem
     if args.max_steps is not None and args.max_steps < 1:
-        raise ValueError("--max-steps must be >= 1")
+        raise UsageError(f"--max-steps must be >= 1, got {args.max_steps}")
     metrics = train_run(
         config, run_dir, resume=args.resume, max_steps=args.max_steps, progress=not args.no_progress
     )
@@ -128,7 +137,7 @@ def _sample(args: argparse.Namespace) -> int:
     from .evaluate import sample_labels
 
     if args.num < 1:
-        raise ValueError("--num must be >= 1")
+        raise UsageError(f"--num must be >= 1, got {args.num}")
     run = load_run(args.run_dir, device=resolve_device(args.device))
     cond = sample_labels(run.data, args.num)
     out = run.method.sample(
@@ -190,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except USER_ERRORS as err:
-        if os.environ.get("DISCODIFF_DEBUG"):
+        if args.debug or os.environ.get("DISCODIFF_DEBUG"):
             raise
         print(f"discodiff {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .base import Batch, Method, SampleOutput
 from .data.base import DataSource
+from .errors import ConfigError
 from .metrics.text import generative_perplexity
 from .runconfig import EvalConfig
 from .state import batch_size, cat, index, to_device
@@ -35,12 +36,14 @@ def likelihood(
     method: Method, data: DataSource, cfg: EvalConfig, *, split: str = "test", progress: bool = False
 ) -> dict[str, float]:
     """Mean NLL over ``cfg.nll_examples`` examples of ``split``, per estimator, in bits per
-    dimension (or character) and in nats per example."""
+    dimension (or character) and in nats per example, in the data's own units (the data set's
+    :meth:`~discodiff.data.DataSource.unit_log_jacobian` added to each example's NLL)."""
     x, cond = data.split(split)
     if cfg.nll_examples:
         x, cond = index(x, slice(0, cfg.nll_examples)), None if cond is None else cond[: cfg.nll_examples]
     n = batch_size(x)
     unit = data.info.unit
+    jacobian = data.unit_log_jacobian()
     out: dict[str, float] = {}
     device = method.device
     for estimator in cfg.estimators:
@@ -52,7 +55,7 @@ def likelihood(
                 xb = to_device(index(x, slice(i, i + cfg.batch_size)), device)
                 cb = None if cond is None else cond[i : i + cfg.batch_size].to(device)
                 res = method.nll(Batch(xb, cb), estimator=estimator)
-                total_nats += float(res.nll.double().sum())
+                total_nats += float(res.nll.double().sum()) + jacobian * batch_size(xb)
                 total_dims += float(res.num_dims.double().sum())
         suffix = "" if estimator == "bound" else f"_{estimator}"
         out[f"{unit}{suffix}"] = total_nats / total_dims / LN2
@@ -105,7 +108,7 @@ def load_reference(run_dir: str, data: DataSource, device: torch.device) -> Meth
 
     ref = load_run(run_dir, device=device)
     if ref.data.state_dict() != data.state_dict() or ref.data.info.event_shape != data.info.event_shape:
-        raise ValueError(
+        raise ConfigError(
             f"eval.reference_run {run_dir} was trained on differently encoded data "
             "(vocabulary or shape differ); train the reference on the same data set"
         )

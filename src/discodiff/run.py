@@ -128,6 +128,7 @@ def train_run(
         )
         if not dist.is_main:
             return {}
-        return final_outputs(trainer, config.eval, progress=progress)
+        with trainer.stop_on_nonfinite(trainer.step, " (final evaluation)"):
+            return final_outputs(trainer, config.eval, progress=progress)
     finally:
         shutdown_distributed()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+from .errors import UsageError
 
 LN2 = 0.6931471805599453
 """ln 2: nats per bit."""
@@ -24,6 +28,19 @@ def mean_except_batch(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
+def log1mexp(x: Tensor) -> Tensor:
+    r""":math:`\log(1 - e^{x})` for :math:`x \le 0`, accurate at both ends and safe to differentiate.
+
+    :math:`\log(-\mathrm{expm1}(x))` for :math:`x > -\ln 2`, :math:`\mathrm{log1p}(-e^{x})` below
+    (Mächler 2012, "Accurately computing log(1 - exp(-|a|))"). Each branch gets arguments where it
+    is finite, so the masked branch's backward is never 0 * inf = NaN. ``-inf`` at ``x = 0``, ``0``
+    at ``x = -inf``.
+    """
+    near = x > -math.log(2.0)
+    x_near, x_far = torch.where(near, x, -1.0), torch.where(near, -1.0, x)
+    return torch.where(near, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
+
+
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` picks CUDA when present, else CPU; anything else is passed to torch."""
     if device == "auto":
@@ -31,7 +48,7 @@ def resolve_device(device: str) -> torch.device:
     try:
         return torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+        raise UsageError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
 
 
 def randn(

@@ -95,7 +95,7 @@ def exact_integrand(method: ContinuousTimeMethod, oracle: SequenceOracle, t: flo
 
 def exact_ct_bound(method: ContinuousTimeMethod, oracle: SequenceOracle, nodes: int = 96) -> float:
     """E_data[prior KL + integral over [0, 1] of the integrand] in nats (quadrature in t)."""
-    prior = float((oracle.log_table.exp() * method.prior_kl(oracle.sequences, dtype=F64)).sum())
+    prior = float((oracle.log_table.exp() * method.transition.prior_kl(oracle.sequences, dtype=F64)).sum())
     t, w = gauss_nodes(nodes)
     return prior + sum(wi * exact_integrand(method, oracle, ti) for ti, wi in zip(t, w))
 

@@ -82,11 +82,19 @@ def prior_gap(method: MaskedDiffusion, oracle: SequenceOracle) -> float:
     return float((q1[keep] * (q1[keep].log() - log_p1[keep])).sum())
 
 
+def reverse_step(method: MaskedDiffusion, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
+    """log p(x_s | x_t) per token from the transition's posterior (not the sampler's closed form):
+    masked tokens by ``log_posterior_expected``, unmasked ones copied."""
+    brute = method.transition.log_posterior_expected(x_t, log_p0, s, t)
+    copied = torch.full_like(brute, -torch.inf).scatter_(-1, x_t[..., None], 0.0)
+    return torch.where((x_t == MASK)[..., None], brute, copied)
+
+
 def _step_matrix(method: MaskedDiffusion, states: Tensor, s: float, t: float, temperature: float) -> Tensor:
     """Transition matrix (64, 64) of one ancestral / argmax step on whole sequences."""
     times = torch.full((len(states),), t, dtype=F64)
     log_p0 = sharpen(method.denoise(states, times).double(), temperature=temperature)
-    log_ps = method.reverse_log_probs(states, log_p0, torch.full_like(times, s), times)
+    log_ps = reverse_step(method, states, log_p0, torch.full_like(times, s), times)
     return torch.exp(sum(log_ps[:, k, states[:, k]] for k in range(L)))
 
 

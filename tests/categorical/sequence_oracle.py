@@ -91,7 +91,7 @@ def exact_bound(method: D3PM, oracle: SequenceOracle) -> tuple[float, Tensor]:
     states = all_sequences(tr.num_states)
     x0_rep = x0.repeat_interleave(len(states), dim=0)
     xt_rep = states.repeat(len(x0), 1)
-    per_seq = method.prior_kl(x0, dtype=F64)
+    per_seq = method.transition.prior_kl(x0, dtype=F64)
     with torch.no_grad():
         for i in range(1, method.T + 1):
             t = torch.full((len(x0_rep),), i / method.T, dtype=F64)

@@ -9,8 +9,9 @@ import pytest
 import scipy.stats
 import torch
 
-from discodiff.categorical.logspace import categorical_kl, log1mexp, log_add_exp
+from discodiff.categorical.logspace import categorical_kl, log_add_exp
 from discodiff.categorical.sampling import sample_categorical, sample_inverse_cdf, sharpen
+from discodiff.utils import log1mexp
 
 PROBS = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.05, 0.0], dtype=torch.float64)
 CHI2_LEVEL = 1e-3

@@ -38,6 +38,7 @@ from discodiff.categorical import (
 )
 from discodiff.schedules import CosineSchedule, GeometricSchedule, LogLinearSchedule
 
+from .dense_reference import dense_d3pm_bound, gaussian_steps, mixing_steps
 from .sequence_oracle import K, SequenceOracle, exact_bound, exact_sampler_distribution, sequence_index
 
 ORACLE = SequenceOracle()
@@ -69,6 +70,28 @@ def test_bound_is_above_the_entropy_and_close_to_it(name):
     assert bound >= H - 1e-9
     assert bound - H <= TRANSITIONS[name][1], f"{name}: gap {bound - H:.4f}"
     assert (per_sequence >= -ORACLE.log_table.double() - 1e-9).any()
+
+
+DENSE_STEPS = {
+    "uniform": lambda T: mixing_steps(CosineSchedule(), np.full(K, 1 / K), T),
+    "absorbing": lambda T: mixing_steps(LogLinearSchedule(eps=0.0), np.eye(K + 1)[K], T),
+    "gaussian": lambda T: gaussian_steps(GeometricSchedule(0.01, 300.0), K, T),
+}
+PINNED_GAP = {"uniform": 0.1266687936, "absorbing": 0.0828215850, "gaussian": 0.2053610792}  # T = 8
+
+
+@pytest.mark.parametrize("name", list(DENSE_STEPS))
+def test_exact_bound_equals_the_dense_reference(name):
+    """Every sequence's bound at T = 8 equals the dense-matrix sums of Austin et al. (2021), Eq. 3-5,
+    written out in numpy (tests/categorical/dense_reference.py), to 1e-10 nats; the data average
+    is pinned to the value those sums give. Mutations: ``D3PM.reverse_from_x0`` using the joint form
+    for ``reverse: average`` (fails uniform and gaussian; for absorbing the two forms coincide), or
+    ``Transition.log_posterior`` taking :math:`q(x_s|x_0)` at t instead of s (fails all three)."""
+    _, per_sequence = exact_bound(make(name, 8), ORACLE)
+    want = dense_d3pm_bound(DENSE_STEPS[name](8), ORACLE.log_table.numpy(), ORACLE.sequences.numpy(), K)
+    np.testing.assert_allclose(per_sequence.numpy(), want, rtol=0, atol=1e-10)
+    gap = float(ORACLE.log_table.exp() @ torch.from_numpy(want)) - H
+    assert gap == pytest.approx(PINNED_GAP[name], abs=1e-9)
 
 
 def test_bound_gap_shrinks_like_one_over_T():

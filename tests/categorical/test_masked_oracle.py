@@ -97,14 +97,25 @@ def test_monte_carlo_nll_and_loss_are_unbiased(timesteps):
     assert abs(float(loss.mean()) - exact) < 4 * se, (float(loss.mean()), exact, se)
 
 
-def test_nll_with_at_least_T_samples_sums_every_step_exactly():
-    method = make_masked(ORACLE, CosineSchedule(), timesteps=4, nll_time_samples=4)
+@pytest.mark.parametrize("samples", [4, 6])
+def test_nll_with_at_least_T_samples_sums_every_step_exactly(samples, monkeypatch):
+    """With ``nll_time_samples`` >= T the bound's diffusion part is the plain sum over the T grid
+    points, each once with weight 1/T. The per-step term is replaced by a known function of t, so
+    the result must equal the sum computed here, to float64 rounding. Mutation: force
+    ``exact_sum = False`` in ``MaskedDiffusion.nll`` (stratified times then visit some grid points
+    twice at 6 samples for T = 4)."""
+    T = 4
+    method = make_masked(ORACLE, CosineSchedule(), timesteps=T, nll_time_samples=samples)
     x0 = ORACLE.sequences
+
+    def term(x0, t, u, cond=None):
+        return (t**2 + 1).to(torch.float32)  # a different value at every grid point
+
+    monkeypatch.setattr(method, "diffusion_term", term)
     torch.manual_seed(0)
-    a = method.nll(Batch(x0)).nll
-    torch.manual_seed(0)
-    b = method.nll(Batch(x0)).nll
-    torch.testing.assert_close(a, b)
+    out = method.nll(Batch(x0))
+    want = sum((i / T) ** 2 + 1 for i in range(1, T + 1)) / T
+    torch.testing.assert_close(out.terms["diffusion"], torch.full((len(x0),), want, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(

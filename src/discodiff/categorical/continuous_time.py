@@ -57,11 +57,12 @@ from ..base import (
     drop_labels,
     sample_labels,
 )
+from ..errors import ConfigError
+from ..guidance import guided_call
 from ..utils import sum_except_batch
 from .d3pm import TRAJECTORY_POINTS
-from .guidance import guided_outputs, network_calls
+from .guidance import network_calls
 from .jumps import MultiJump, euler_log_probs, tau_leap
-from .logspace import categorical_kl
 from .ratios import log_ratios_given_x0, score_entropy
 from .sampling import sample_categorical
 from .transitions import ContinuousTimeTransition
@@ -130,12 +131,12 @@ class ContinuousTimeMethod(Method):
     ) -> None:
         super().__init__()
         if not isinstance(transition, ContinuousTimeTransition):
-            raise ValueError(
+            raise ConfigError(
                 f"a continuous-time method needs a CTMC transition (uniform, absorbing, marginal or a "
                 f"rate matrix), got {type(transition).__name__}"
             )
         if options.ordinal and transition.num_states != transition.vocab_size:
-            raise ValueError("ordinal: true needs a transition without added states (not absorbing)")
+            raise ConfigError("ordinal: true needs a transition without added states (not absorbing)")
         self.net = net
         self.transition = transition
         self.options = options
@@ -171,7 +172,7 @@ class ContinuousTimeMethod(Method):
             logits = check_logits(self.net(x, s, c), expected=(*x.shape, self.transition.vocab_size))
             return transform(logits)
 
-        out = guided_outputs(output, x_t, t.to(torch.float32), cond, guidance_scale)
+        out = guided_call(output, x_t, t.to(torch.float32), cond, guidance_scale)
         self.nfe += network_calls(guidance_scale)
         return out
 
@@ -184,11 +185,6 @@ class ContinuousTimeMethod(Method):
         (0 at :math:`y = x_t`), ``(B, *D, S)`` in the network's dtype (the draws are float64)."""
         ratio = self.log_ratios(x_t, t, cond, guidance_scale=guidance_scale).exp()
         return ratio.mul_(self.transition.jump_weights(x_t, t, dtype=ratio.dtype))
-
-    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
-        r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
-        log_q1 = self.transition.log_marginal(x0, 1.0, dtype=dtype)
-        return sum_except_batch(categorical_kl(log_q1, self.transition.log_prior().to(dtype)))
 
     def elbo_integrand(
         self,
@@ -233,7 +229,7 @@ class ContinuousTimeMethod(Method):
         cond = drop_labels(batch, self.options.cond_drop_prob)
         t = self._train_times(batch)
         with torch.no_grad():
-            prior = self.prior_kl(x0)
+            prior = self.transition.prior_kl(x0)
         integrand = self.elbo_integrand(x0, self._noise(x0, t, batch), t, cond)
         bound = (prior.to(integrand.dtype) + integrand) / x0[0].numel()
         if not bool(torch.isfinite(bound).all()):
@@ -247,7 +243,7 @@ class ContinuousTimeMethod(Method):
         n = self.options.nll_time_samples
         num_dims = torch.full((x0.shape[0],), float(x0[0].numel()), device=x0.device)
         with torch.no_grad():
-            prior = self.prior_kl(x0, dtype=torch.float64)
+            prior = self.transition.prior_kl(x0, dtype=torch.float64)
             u = batch.rand(n, dtype=torch.float64)
             diffusion = torch.zeros_like(prior)
             for j in range(n):

@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ..base import METHODS
 from ..config import Spec, component
+from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from .continuous_time import ContinuousTimeMethod, ContinuousTimeOptions
 from .mixing import UniformTransition
@@ -89,7 +90,7 @@ class CTMC(ContinuousTimeMethod):
     ) -> None:
         super().__init__(net, transition, options, event_shape=event_shape, num_classes=num_classes)
         if reverse not in ("average", "d3pm"):
-            raise ValueError(f"reverse must be 'average' or 'd3pm', got {reverse!r}")
+            raise ConfigError(f"reverse must be 'average' or 'd3pm', got {reverse!r}")
         self.reverse = reverse
 
     def denoise(
@@ -133,7 +134,7 @@ def _token_spec(info, transition: ContinuousTimeTransition):
 def check_token_data(name: str, info) -> None:
     """Refuse anything but token data with a vocabulary size."""
     if info.kind != "tokens" or info.vocab_size is None:
-        raise ValueError(f"method {name!r} models token data (DataInfo.kind == 'tokens' with a vocab_size)")
+        raise ConfigError(f"method {name!r} models token data (DataInfo.kind == 'tokens' with a vocab_size)")
 
 
 @METHODS.register("ctmc", config=CTMCConfig)
@@ -144,7 +145,7 @@ def build_ctmc(config: CTMCConfig, info, net_factory) -> CTMC:
         config.transition, vocab_size=info.vocab_size, schedule=config.schedule, timesteps=0
     )
     if not isinstance(transition, ContinuousTimeTransition):
-        raise ValueError(
+        raise ConfigError(
             f"transition {config.transition.name!r} is not a CTMC; use uniform, absorbing, marginal"
         )
     return CTMC(

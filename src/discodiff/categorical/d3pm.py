@@ -54,6 +54,7 @@ from ..base import (
     sample_labels,
 )
 from ..config import Spec, component
+from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from ..utils import sum_except_batch
 from .guidance import guided_log_probs, network_calls
@@ -181,11 +182,6 @@ class D3PM(Method):
 
     # ---- bound terms ---------------------------------------------------------------------------
 
-    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
-        r""":math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` nats."""
-        log_q1 = self.transition.log_marginal(x0, 1.0, dtype=dtype)
-        return sum_except_batch(categorical_kl(log_q1, self.transition.log_prior().to(dtype)))
-
     def _token_kl(self, x0: Tensor, x_t: Tensor, s: Tensor, t: Tensor, log_p0: Tensor) -> Tensor:
         """Per-token KL of one step, ``(B, *D)``; ``-log p(x0|x_t)`` where s = 0."""
         log_q = self.transition.log_posterior(x_t, x0, s, t, dtype=log_p0.dtype)
@@ -219,7 +215,7 @@ class D3PM(Method):
         i = torch.clamp(torch.floor(batch.rand(dtype=torch.float64) * self.T), max=self.T - 1) + 1
         t, s = i / self.T, (i - 1) / self.T
         with torch.no_grad():
-            prior = self.prior_kl(x0)
+            prior = self.transition.prior_kl(x0)
         x_t = self._noise(x0, t, batch)
         log_p0 = self.denoise(x_t, t, cond)
         step = sum_except_batch(self._token_kl(x0, x_t, s, t, log_p0))
@@ -239,7 +235,7 @@ class D3PM(Method):
         x0 = self._check_batch(batch)
         num_dims = torch.full((x0.shape[0],), float(x0[0].numel()), device=x0.device)
         with torch.no_grad():
-            prior = self.prior_kl(x0).to(torch.float64)  # T terms accumulate in float64
+            prior = self.transition.prior_kl(x0).to(torch.float64)  # T terms accumulate in float64
             diffusion = torch.zeros_like(prior)
             reconstruction = torch.zeros_like(prior)
             for i in range(1, self.T + 1):
@@ -339,7 +335,7 @@ def build_d3pm(config: D3PMConfig, info, net_factory) -> D3PM:
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None:
-        raise ValueError("method 'd3pm' models token data (DataInfo.kind == 'tokens' with a vocab_size)")
+        raise ConfigError("method 'd3pm' models token data (DataInfo.kind == 'tokens' with a vocab_size)")
     transition = build_transition(
         config.transition, vocab_size=info.vocab_size, schedule=config.schedule, timesteps=config.timesteps
     )

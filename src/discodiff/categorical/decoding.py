@@ -39,7 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..base import SampleOutput
-from .masked_process import relative_noise, unmask_log_probs
+from .masked_process import masked_reverse_logits, relative_noise, unmask_log_probs
 from .sampling import sample_categorical, sample_inverse_cdf, sharpen, uniform
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def unmask_step(
     rows = masked.nonzero()[:, 0]
     log_move, log_stay = unmask_log_probs(method.schedule, s, t)  # (B,) float64
     log_p0 = sharpen(log_p0[masked].double(), temperature=opts.temperature, top_p=opts.top_p)  # (M, K)
-    logits = torch.cat([log_p0 + log_move[rows, None], log_stay[rows, None]], dim=-1)  # (M, K + 1)
+    logits = masked_reverse_logits(log_p0, log_move[rows, None], log_stay[rows, None])  # (M, K + 1)
     out = x.clone()
     out[masked] = sample_categorical(logits, generator=generator)
     return out

@@ -1,9 +1,8 @@
-r"""Classifier-free guidance for categorical denoisers, in log space (one place for every
-token method).
+r"""Classifier-free guidance for categorical denoisers, in log space (every token method).
 
-:math:`\log\tilde p \propto \log\hat p_\emptyset + w(\log\hat p_c - \log\hat p_\emptyset)`: Ho &
-Salimans 2022 (Eq. 6, with w = 1 + w_HS) applied to log-probabilities; w = 1 is the conditional
-model, w = 0 the unconditional one (label ``NULL_LABEL``).
+:math:`\log\tilde p \propto \log\hat p_\emptyset + w(\log\hat p_c - \log\hat p_\emptyset)`:
+:func:`discodiff.guidance.guide` (Ho & Salimans 2022, Eq. 6, with w = 1 + w_HS) applied to
+log-probabilities and renormalized; w = 1 is the conditional model, w = 0 the unconditional one.
 """
 
 from __future__ import annotations
@@ -13,27 +12,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ..base import NULL_LABEL
+from ..guidance import guide, guided_call
 
 Logits = Callable[[Tensor, Tensor, "Tensor | None"], Tensor]
 
 
 def combine_guidance(log_c: Tensor, log_u: Tensor, guidance_scale: float) -> Tensor:
     """Guided, renormalized log-probabilities from conditional and unconditional ones."""
-    return torch.log_softmax(log_u + guidance_scale * (log_c - log_u), dim=-1)
-
-
-def guided_outputs(fn: Logits, x_t: Tensor, t: Tensor, cond: Tensor | None, guidance_scale: float) -> Tensor:
-    r"""``fn(x_t, t, cond)``, or with guidance (w != 1) :math:`f_\emptyset + w(f_c - f_\emptyset)` of
-    the conditional and null-label outputs of one batched call, in the space ``fn`` returns
-    (log-probabilities, log-ratios)."""
-    if guidance_scale == 1.0:
-        return fn(x_t, t, cond)
-    if cond is None:
-        raise ValueError("classifier-free guidance (guidance_scale != 1) needs class labels")
-    both = torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
-    out_c, out_u = fn(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
-    return out_u + guidance_scale * (out_c - out_u)
+    return torch.log_softmax(guide(log_c, log_u, guidance_scale), dim=-1)
 
 
 def guided_log_probs(
@@ -47,7 +33,7 @@ def guided_log_probs(
     def log_probs(x: Tensor, s: Tensor, c: Tensor | None) -> Tensor:
         return torch.log_softmax(logits(x, s, c), dim=-1)
 
-    return torch.log_softmax(guided_outputs(log_probs, x_t, t, cond, guidance_scale), dim=-1)
+    return torch.log_softmax(guided_call(log_probs, x_t, t, cond, guidance_scale), dim=-1)
 
 
 def network_calls(guidance_scale: float) -> int:

@@ -7,22 +7,10 @@ entry: :math:`0 \log 0 = 0` is handled explicitly.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 NEG_INF = float("-inf")
-
-
-def log1mexp(x: Tensor) -> Tensor:
-    r""":math:`\log(1 - e^{x})` for :math:`x \le 0`, accurate at both ends.
-
-    Uses :math:`\log(-\mathrm{expm1}(x))` for :math:`x > -\ln 2` and
-    :math:`\mathrm{log1p}(-e^{x})` below (Mächler 2012, "Accurately computing log(1 - exp(-|a|))").
-    Gives ``-inf`` at ``x = 0`` and ``0`` at ``x = -inf``.
-    """
-    return torch.where(x > -math.log(2.0), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
 
 
 def log_normalize(log_p: Tensor) -> Tensor:

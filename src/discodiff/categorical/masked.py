@@ -57,12 +57,12 @@ from ..base import (
     sample_labels,
 )
 from ..config import component
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..schedules import SCHEDULES, Schedule
 from . import decoding
 from .guidance import guided_log_probs
-from .logspace import NEG_INF, categorical_kl
-from .masked_process import elbo_weight, unmask_log_probs
+from .logspace import NEG_INF
+from .masked_process import elbo_weight
 from .mixing import AbsorbingTransition
 from .validation import check_known_tokens, check_logits, check_tokens
 
@@ -137,11 +137,11 @@ class MaskedDiffusion(Method):
     ) -> None:
         super().__init__()
         if not isinstance(transition, AbsorbingTransition):
-            raise ValueError(
+            raise ConfigError(
                 f"masked diffusion needs an AbsorbingTransition, got {type(transition).__name__}"
             )
         if len(event_shape) != 1:
-            raise ValueError(
+            raise ConfigError(
                 f"masked diffusion models token sequences of event shape (L,), got {tuple(event_shape)}"
             )
         self.net = net
@@ -179,30 +179,16 @@ class MaskedDiffusion(Method):
         out = log_p0.masked_fill(unmasked, NEG_INF)
         return out.scatter_(-1, index, torch.where(unmasked, 0.0, out.gather(-1, index)))
 
-    def reverse_log_probs(self, x_t: Tensor, log_p0: Tensor, s: Tensor, t: Tensor) -> Tensor:
-        r""":math:`\log p_\theta(x_s|x_t)` ``(B, L, K+1)`` from SUBS :math:`\log\hat p` ``(B, L, K)``, s < t.
-
-        Masked tokens: :math:`\hat p(x_0)\,P(\text{unmask})` on the data ids and :math:`P(\text{stay})`
-        on [MASK] (:func:`unmask_log_probs`); unmasked tokens are copied.
-        """
-        log_move, log_stay = (
-            c.to(log_p0.dtype)[:, None, None] for c in unmask_log_probs(self.schedule, s, t)
-        )
-        masked = torch.cat([log_p0 + log_move, log_stay.expand(*x_t.shape, 1)], dim=-1)
-        copied = torch.full_like(masked, NEG_INF).scatter_(-1, x_t[..., None], 0.0)
-        return torch.where((x_t == self.mask_id)[..., None], masked, copied)
-
     # ---- bound ---------------------------------------------------------------------------------
 
     def prior_kl(self, x0: Tensor) -> Tensor:
-        r""":math:`\mathrm{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)`` float64 nats.
+        r""":meth:`Transition.prior_kl` summed over tokens, ``(B,)`` float64 nats.
 
         The matching prior is symmetric in the data ids, so every token pays the same,
         :math:`\alpha_1\log K` (0 when :math:`\alpha_1 = 0`); it is computed once, in O(K).
         """
         one = torch.zeros(1, 1, dtype=torch.long, device=x0.device)
-        log_q1 = self.transition.log_marginal(one, 1.0, dtype=torch.float64)
-        per_token = categorical_kl(log_q1, self.transition.log_prior().to(x0.device))[0, 0]
+        per_token = self.transition.prior_kl(one, dtype=torch.float64)[0]
         return per_token.expand(x0.shape[0]) * x0.shape[1]
 
     def masked_cross_entropy(
@@ -367,7 +353,9 @@ def build_masked(config: MaskedConfig, info, net_factory) -> MaskedDiffusion:
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None or len(info.event_shape) != 1:
-        raise ValueError("method 'mdlm' models token sequences (DataInfo.kind == 'tokens', event shape (L,))")
+        raise ConfigError(
+            "method 'mdlm' models token sequences (DataInfo.kind == 'tokens', event shape (L,))"
+        )
     transition = AbsorbingTransition(config.schedule, info.vocab_size)
     spec = NetSpec(
         tuple(info.event_shape),

@@ -5,7 +5,8 @@ With keep probability :math:`\alpha_t = e^{-(\bar\sigma(t) - \bar\sigma(0))}` (t
 
 - :func:`elbo_weight`: the weight :math:`w(t)` of the masked cross-entropy in the bound, in
   continuous time or for T steps;
-- :func:`unmask_log_probs`: the reverse step of a masked token from t to s < t.
+- :func:`unmask_log_probs`: the reverse step of a masked token from t to s < t, and
+  :func:`masked_reverse_logits`: that step's distribution over the K + 1 states.
 
 Everything is float64 and computed from the total noise (``expm1`` / ``log1mexp``), exact at small
 noise and where :math:`\alpha_t` reaches 0.
@@ -17,7 +18,8 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
-from .logspace import NEG_INF, log1mexp
+from ..utils import log1mexp
+from .logspace import NEG_INF
 
 
 def relative_noise(schedule: Schedule, t: Tensor) -> Tensor:
@@ -65,3 +67,11 @@ def unmask_log_probs(schedule: Schedule, s: Tensor, t: Tensor) -> tuple[Tensor, 
     log_norm = log1mexp(-a)
     log_move = torch.where(torch.isinf(b), NEG_INF, -b + log1mexp(b - a))  # alpha_s = 0: nothing unmasks
     return log_move - log_norm, log1mexp(-b) - log_norm
+
+
+def masked_reverse_logits(log_p0: Tensor, log_move: Tensor, log_stay: Tensor) -> Tensor:
+    r"""A masked token's :math:`\log p_\theta(x_s|x_t)` over the K + 1 states, ``(..., K + 1)``:
+    :math:`\log\hat p(x_0) + \log P(\text{unmask})` on the K data ids and :math:`\log P(\text{stay})`
+    on [MASK] (:func:`unmask_log_probs`; normalized when ``log_p0`` ``(..., K)`` is).
+    ``log_move``, ``log_stay`` broadcast against ``log_p0`` with a trailing dimension of 1."""
+    return torch.cat([log_p0 + log_move, log_stay.expand(*log_p0.shape[:-1], 1)], dim=-1)

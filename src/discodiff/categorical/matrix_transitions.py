@@ -15,6 +15,7 @@ from abc import abstractmethod
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..schedules import Schedule
 from .logspace import log_matmul
 from .sampling import sample_inverse_cdf
@@ -76,7 +77,7 @@ class GridTransition(MatrixTransition):
     def __init__(self, steps: Tensor, vocab_size: int | None = None) -> None:
         steps = torch.as_tensor(steps, dtype=torch.float64)
         if steps.dim() != 3 or steps.shape[1] != steps.shape[2]:
-            raise ValueError(f"step matrices must have shape (T, S, S), got {tuple(steps.shape)}")
+            raise ConfigError(f"step matrices must have shape (T, S, S), got {tuple(steps.shape)}")
         _check_stochastic(steps, "step matrices")
         num_states = steps.shape[1]
         super().__init__(num_states if vocab_size is None else vocab_size, num_states)
@@ -174,10 +175,10 @@ class DenseTransition(GridTransition):
         matrices = torch.as_tensor(matrices, dtype=torch.float64)
         if matrices.dim() == 2:
             if timesteps is None or timesteps < 1:
-                raise ValueError("one step matrix needs timesteps >= 1 to say how often it applies")
+                raise ConfigError("one step matrix needs timesteps >= 1 to say how often it applies")
             matrices = matrices.expand(timesteps, *matrices.shape)
         elif timesteps is not None and timesteps != matrices.shape[0]:
-            raise ValueError(f"{matrices.shape[0]} step matrices given for timesteps={timesteps}")
+            raise ConfigError(f"{matrices.shape[0]} step matrices given for timesteps={timesteps}")
         super().__init__(matrices, vocab_size)
 
 
@@ -197,10 +198,10 @@ class RateMatrixTransition(ContinuousTimeTransition, MatrixTransition):
     def __init__(self, rate: Tensor, schedule: Schedule, *, vocab_size: int | None = None) -> None:
         rate = torch.as_tensor(rate, dtype=torch.float64)
         if rate.dim() != 2 or rate.shape[0] != rate.shape[1]:
-            raise ValueError(f"rate matrix must be square (S, S), got {tuple(rate.shape)}")
+            raise ConfigError(f"rate matrix must be square (S, S), got {tuple(rate.shape)}")
         off = rate - torch.diag(torch.diagonal(rate))
         if (off < 0).any() or (rate.sum(dim=1).abs() > STOCHASTIC_TOLERANCE * rate.abs().max()).any():
-            raise ValueError("rate matrix needs off-diagonal entries >= 0 and rows summing to 0")
+            raise ConfigError("rate matrix needs off-diagonal entries >= 0 and rows summing to 0")
         num_states = rate.shape[0]
         super().__init__(num_states if vocab_size is None else vocab_size, num_states)
         self.schedule = schedule
@@ -242,6 +243,6 @@ def stationary_distribution(matrix: Tensor) -> Tensor:
 
 def _check_stochastic(matrices: Tensor, what: str) -> None:
     if not torch.isfinite(matrices).all() or (matrices < 0).any():
-        raise ValueError(f"{what} must be finite and non-negative")
+        raise ConfigError(f"{what} must be finite and non-negative")
     if ((matrices.sum(dim=-1) - 1).abs() > STOCHASTIC_TOLERANCE).any():
-        raise ValueError(f"{what} must be row-stochastic (each row sums to 1; row convention)")
+        raise ConfigError(f"{what} must be row-stochastic (each row sums to 1; row convention)")

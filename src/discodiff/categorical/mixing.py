@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from ..schedules import Schedule
-from .logspace import NEG_INF, log1mexp, log_add_exp
+from ..utils import log1mexp
+from .logspace import NEG_INF, log_add_exp
 from .sampling import sample_inverse_cdf
 from .transitions import ContinuousTimeTransition, TimeLike, as_times, per_token
 

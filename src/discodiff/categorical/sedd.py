@@ -38,6 +38,7 @@ from torch.nn import functional as F
 
 from ..base import METHODS
 from ..config import Spec, component
+from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from .continuous_time import ContinuousTimeMethod, ContinuousTimeOptions
 from .ctmc import _token_spec, check_token_data
@@ -92,9 +93,11 @@ class SEDD(ContinuousTimeMethod):
         num_classes: int = 0,
     ) -> None:
         if not isinstance(transition, (UniformTransition, AbsorbingTransition)):
-            raise ValueError(f"SEDD needs a uniform or absorbing transition, got {type(transition).__name__}")
+            raise ConfigError(
+                f"SEDD needs a uniform or absorbing transition, got {type(transition).__name__}"
+            )
         if scale_by_sigma and not isinstance(transition, AbsorbingTransition):
-            raise ValueError("scale_by_sigma is defined for the absorbing transition only (SEDD)")
+            raise ConfigError("scale_by_sigma is defined for the absorbing transition only (SEDD)")
         super().__init__(net, transition, options, event_shape=event_shape, num_classes=num_classes)
         self.scale_by_sigma = scale_by_sigma
 

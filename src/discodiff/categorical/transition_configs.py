@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 
 from ..config import Spec
+from ..errors import ConfigError
 from ..registry import Registry
 from ..schedules import Schedule
 from .matrix_transitions import DenseTransition, DiscretizedGaussianTransition, RateMatrixTransition
@@ -67,12 +68,14 @@ class DenseTransitionConfig:
 
 def _check_vocab(name: str, got: int, vocab_size: int) -> None:
     if got != vocab_size:
-        raise ValueError(f"transition {name!r} has {got} categories but the data has vocab_size {vocab_size}")
+        raise ConfigError(
+            f"transition {name!r} has {got} categories but the data has vocab_size {vocab_size}"
+        )
 
 
 def _needs_grid(name: str, timesteps: int) -> None:
     if timesteps < 1:
-        raise ValueError(f"transition {name!r} is defined on a T-step grid: it needs a discrete-time model")
+        raise ConfigError(f"transition {name!r} is defined on a T-step grid: it needs a discrete-time model")
 
 
 @TRANSITIONS.register("uniform", config=UniformTransitionConfig)
@@ -103,10 +106,12 @@ def build_dense(config, *, vocab_size: int, schedule: Schedule, timesteps: int) 
 
     path = Path(config.path)
     if not path.is_file():
-        raise ValueError(f"transition 'dense': matrix file not found: {path}")
+        raise ConfigError(f"transition 'dense': matrix file not found: {path}")
     tensors = load_file(str(path))
     if config.key not in tensors:
-        raise ValueError(f"transition 'dense': {path} has no tensor {config.key!r}; it has {sorted(tensors)}")
+        raise ConfigError(
+            f"transition 'dense': {path} has no tensor {config.key!r}; it has {sorted(tensors)}"
+        )
     matrix = tensors[config.key].to(torch.float64)
     _check_vocab("dense", matrix.shape[-1], vocab_size)
     if config.kind == "rate":

@@ -37,7 +37,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..schedules import Schedule
-from .logspace import NEG_INF, log_normalize
+from ..utils import sum_except_batch
+from .logspace import NEG_INF, categorical_kl, log_normalize
 
 TimeLike = Tensor | float
 """A time in [0, 1]: a float, a 0-d tensor, or one time per example ``(B,)``."""
@@ -204,6 +205,12 @@ class Transition(nn.Module, ABC):
             (1, self.vocab_size), -math.log(self.vocab_size), dtype=torch.float64, device=device
         )
         return self.log_propagate(log_u, 0.0, 1.0)[0]
+
+    def prior_kl(self, x0: Tensor, *, dtype: torch.dtype = torch.float32) -> Tensor:
+        r"""The bound's prior term :math:`D_{KL}(q(x_1|x_0)\,\|\,p(x_1))` summed over tokens, ``(B,)``
+        nats (Austin et al. 2021, Eq. 5, :math:`L_T`), against :meth:`log_prior`."""
+        log_q1 = self.log_marginal(x0, 1.0, dtype=dtype)
+        return sum_except_batch(categorical_kl(log_q1, self.log_prior().to(dtype)))
 
     def _pad_states(self, log_p: Tensor) -> Tensor:
         """A distribution over data ids ``(..., K)`` as one over all states ``(..., S)``."""

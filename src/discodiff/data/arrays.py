@@ -2,7 +2,8 @@
 
 A fixed seeded permutation splits the rows into train / val / test. Optionally one column holds
 integer class labels, and features can be standardized with the training split's mean and std
-(stored in the run's data state so samples map back to the original units).
+(stored in the run's data state so samples map back to the original units). Likelihoods (through
+:meth:`ArrayData.unit_log_jacobian`) and W2 are reported in the file's units.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..metrics.w2 import wasserstein2
 from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream, check_finite
 
@@ -55,13 +57,11 @@ def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
         try:
             arr = np.loadtxt(path, delimiter=",", skiprows=int(skip_header), ndmin=2)
         except ValueError as err:
-            raise ValueError(
-                f"{path}: not a numeric CSV ({err}); set skip_header for a header line"
-            ) from None
+            raise DataError(f"{path}: not a numeric CSV ({err}); set skip_header for a header line") from None
     else:
-        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .csv")
+        raise DataError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .csv")
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
+        raise DataError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
     return arr.astype(np.float64)
 
 
@@ -74,12 +74,12 @@ class ArrayData(DataSource):
         labels = None
         if config.label_column is not None:
             if not -arr.shape[1] <= config.label_column < arr.shape[1]:
-                raise ValueError(
+                raise DataError(
                     f"data.label_column {config.label_column} is outside the {arr.shape[1]} columns"
                 )
             col = arr[:, config.label_column]
             if not np.all(col == np.round(col)) or col.min() < 0:
-                raise ValueError("data.label_column must hold non-negative integer labels")
+                raise DataError("data.label_column must hold non-negative integer labels")
             labels = torch.from_numpy(col.astype(np.int64))
             arr = np.delete(arr, config.label_column, axis=1)
         x = torch.from_numpy(arr)
@@ -89,7 +89,7 @@ class ArrayData(DataSource):
         n_test, n_val = max(1, int(n * config.test_fraction)), int(n * config.val_fraction)
         parts = {"test": perm[:n_test], "val": perm[n_test : n_test + n_val], "train": perm[n_test + n_val :]}
         if len(parts["train"]) == 0:
-            raise ValueError(f"data file {config.path} has too few rows ({n}) for the splits")
+            raise DataError(f"data file {config.path} has too few rows ({n}) for the splits")
         if state:
             mean, std = torch.tensor(state["mean"]), torch.tensor(state["std"])
         elif config.standardize:
@@ -113,15 +113,25 @@ class ArrayData(DataSource):
     def split(self, name: Literal["val", "test"]) -> tuple[Tensor, Tensor | None]:
         return self._splits[name]
 
+    def unit_log_jacobian(self) -> float:
+        r""":math:`\sum_j \log s_j`: the standardization's log-Jacobian, so bits/dim are in the file's
+        units (multiplying the data by c adds :math:`\log_2 c` bits per dimension)."""
+        return float(torch.log(self.std).sum())
+
+    def to_data_units(self, x: Tensor) -> Tensor:
+        """Model-space vectors back in the file's units (standardization undone), float64."""
+        return x.double().cpu() * self.std + self.mean
+
     def sample_metrics(self, samples: Tensor, cond: Tensor | None = None) -> dict[str, float]:
+        """W2 to the test split, in the file's units."""
         ref = self._splits["test"][0]
         n = min(len(samples), len(ref), W2_MAX_POINTS)
-        return {"w2": wasserstein2(samples[:n], ref[:n])}
+        return {"w2": wasserstein2(self.to_data_units(samples[:n]), self.to_data_units(ref[:n]))}
 
     def save_samples(self, samples: Tensor, stem: Path, cond: Tensor | None = None) -> list[Path]:
         """Samples in the file's original units (standardization undone) as .npy."""
         path = stem.with_suffix(".npy")
-        np.save(path, (samples.double().cpu() * self.std + self.mean).numpy())
+        np.save(path, self.to_data_units(samples).numpy())
         return [path]
 
 

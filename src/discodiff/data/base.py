@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..registry import Registry
 from ..state import State, batch_size, index
 from ..state import check_finite as check_finite  # re-exported: data loaders import it from here
@@ -99,7 +100,7 @@ class TensorStream(TrainStream):
     def __init__(self, x: State, cond: Tensor | None, seed: int) -> None:
         self.size = batch_size(x)
         if self.size == 0:
-            raise ValueError("the training split is empty")
+            raise DataError("the training split is empty")
         self.x, self.cond, self.seed = x, cond, seed
         self.epoch, self.offset = 0, 0
         self._order = self._permutation(0)
@@ -176,6 +177,13 @@ class DataSource(ABC):
     def state_dict(self) -> dict:
         """JSON-serializable state saved with a run (a vocabulary, say); empty by default."""
         return {}
+
+    def unit_log_jacobian(self) -> float:
+        r""":math:`\log|\det\,\partial x/\partial y|` of the map from the model's units y back to the
+        data's own units x, in nats per example (0 by default: no transform). The evaluation adds it
+        to every NLL, so likelihoods are densities of the data as the user gave it: for a
+        standardization :math:`y = (x - m)/s` it is :math:`\sum_j \log s_j`."""
+        return 0.0
 
     def sample_metrics(self, samples: State, cond: Tensor | None = None) -> dict[str, float]:
         """Sample-quality metrics against the test split (none by default)."""

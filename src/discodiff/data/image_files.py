@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import DataError
+
 GZIP_MAGIC = b"\x1f\x8b"
 
 IDX_TYPES: dict[int, np.dtype] = {
@@ -49,7 +51,7 @@ class LabelledImages:
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.images):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+            raise DataError(f"{len(self.images)} images but {len(self.labels)} labels")
 
     def subset(self, index: np.ndarray) -> LabelledImages:
         return LabelledImages(self.images[index], None if self.labels is None else self.labels[index])
@@ -63,7 +65,7 @@ def _read_bytes(path: Path) -> bytes:
         try:
             return gzip.decompress(raw)
         except (OSError, EOFError) as err:
-            raise ValueError(f"{path}: corrupt gzip data ({err})") from None
+            raise DataError(f"{path}: corrupt gzip data ({err})") from None
     return raw
 
 
@@ -72,32 +74,32 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     raw = _read_bytes(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_TYPES:
-        raise ValueError(
+        raise DataError(
             f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}; expected 0000 then a type "
             f"byte in {', '.join(f'{k:02x}' for k in IDX_TYPES)} and the number of dimensions)"
         )
     dtype, ndim = IDX_TYPES[raw[2]], raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise ValueError(f"{path}: IDX header declares {ndim} dimensions but the file is {len(raw)} bytes")
+        raise DataError(f"{path}: IDX header declares {ndim} dimensions but the file is {len(raw)} bytes")
     shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">i4", count=ndim, offset=4))
     expected = header + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(
+        raise DataError(
             f"{path}: IDX header declares shape {shape} of {dtype.itemsize}-byte values ({expected} bytes "
             f"in all), but the (decompressed) file has {len(raw)} bytes"
         )
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
     if data.dtype.kind == "f" and not np.isfinite(data).all():
-        raise ValueError(f"{path}: IDX data contains NaN or infinite values")
+        raise DataError(f"{path}: IDX data contains NaN or infinite values")
     return data.astype(dtype.newbyteorder("="))
 
 
 def _check_labels(labels: np.ndarray, where: str) -> np.ndarray:
     if labels.ndim != 1:
-        raise ValueError(f"{where}: labels must be one-dimensional, got shape {labels.shape}")
+        raise DataError(f"{where}: labels must be one-dimensional, got shape {labels.shape}")
     if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(
+        raise DataError(
             f"{where}: labels must be in 0..{NUM_CLASSES - 1}, found {int(labels.min())}..{int(labels.max())}"
         )
     return labels.astype(np.int64)
@@ -107,7 +109,7 @@ def read_idx_images(images_path: str | Path, labels_path: str | Path | None) -> 
     """MNIST-style IDX pair: ``(N, H, W)`` unsigned bytes and ``(N,)`` labels 0..9 (or no labels)."""
     images = read_idx(images_path)
     if images.ndim != 3 or images.dtype != np.uint8:
-        raise ValueError(
+        raise DataError(
             f"{images_path}: expected IDX images (N, H, W) of unsigned bytes (magic 00000803), got "
             f"{images.dtype} of shape {images.shape}"
         )
@@ -115,7 +117,7 @@ def read_idx_images(images_path: str | Path, labels_path: str | Path | None) -> 
     if labels_path is not None:
         labels = _check_labels(read_idx(labels_path), str(labels_path))
         if len(labels) != len(images):
-            raise ValueError(
+            raise DataError(
                 f"{labels_path}: {len(labels)} labels for the {len(images)} images of {images_path}"
             )
     return LabelledImages(images, labels)
@@ -133,22 +135,22 @@ def read_csv_images(
         line for line in _read_bytes(path).decode("ascii", errors="replace").splitlines() if line.strip()
     ]
     if not lines:
-        raise ValueError(f"{path}: no rows")
+        raise DataError(f"{path}: no rows")
     try:
         table = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as err:
-        raise ValueError(f"{path}: not a numeric CSV table of label + pixels ({err})") from None
+        raise DataError(f"{path}: not a numeric CSV table of label + pixels ({err})") from None
     side = math.isqrt(table.shape[1] - 1)
     if side * side != table.shape[1] - 1 or side == 0:
-        raise ValueError(
+        raise DataError(
             f"{path}: {table.shape[1]} columns is not a label plus a square image (e.g. 1 + 28*28 = 785)"
         )
     bad = ~np.isfinite(table).all(axis=1) | (table != np.round(table)).any(axis=1)
     if bad.any():
-        raise ValueError(f"{path}: row {int(np.argmax(bad)) + 1} has a NaN, infinite or non-integer value")
+        raise DataError(f"{path}: row {int(np.argmax(bad)) + 1} has a NaN, infinite or non-integer value")
     labels, pixels = (table[:, 0], table[:, 1:]) if label_column == "first" else (table[:, -1], table[:, :-1])
     if pixels.min() < 0 or pixels.max() >= levels:
-        raise ValueError(
+        raise DataError(
             f"{path}: pixels must be in 0..{levels - 1}, found {pixels.min():g}..{pixels.max():g}"
         )
     images = pixels.reshape(-1, side, side).astype(np.uint8 if levels <= 256 else np.int64)

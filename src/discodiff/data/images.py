@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError, DataError
 from .base import DATASETS, DataInfo, DataSource, TensorStream, TrainStream
 from .image_files import (
     DIGITS_LEVELS,
@@ -77,7 +78,7 @@ def inpainting_mask(num: int, image_shape: tuple[int, int, int], region: str) ->
     ``region`` names the *unknown* part: the left, right, top or bottom half, or the center
     (the middle half of each side). Flatten it to ``(num, H*W)`` for token images (C = 1)."""
     if region not in MASK_REGIONS:
-        raise ValueError(f"unknown inpainting region {region!r}; allowed: {', '.join(MASK_REGIONS)}")
+        raise ConfigError(f"unknown inpainting region {region!r}; allowed: {', '.join(MASK_REGIONS)}")
     _, height, width = image_shape
     unknown = torch.zeros(image_shape, dtype=torch.bool)
     h2, w2, h4, w4 = height // 2, width // 2, height // 4, width // 4
@@ -109,12 +110,12 @@ class ImageData(DataSource):
     ) -> None:
         missing = [s for s in SPLITS if s not in splits or len(splits[s].images) == 0]
         if missing:
-            raise ValueError(f"{name}: empty or missing split(s) {', '.join(missing)}")
+            raise DataError(f"{name}: empty or missing split(s) {', '.join(missing)}")
         if options.labels and any(splits[s].labels is None for s in SPLITS):
-            raise ValueError(f"{name}: labels: true, but the data has no label file")
+            raise DataError(f"{name}: labels: true, but the data has no label file")
         shapes = {splits[s].images.shape[1:] for s in SPLITS}
         if len(shapes) != 1:
-            raise ValueError(f"{name}: the splits have different image sizes {sorted(shapes)}")
+            raise DataError(f"{name}: the splits have different image sizes {sorted(shapes)}")
         self.name, self.levels, self.options = name, levels, options
         self.splits = splits
         height, width = shapes.pop()
@@ -149,7 +150,7 @@ class ImageData(DataSource):
         """Images ``(N, 1, H, W)`` in [-1, 1] and labels ``(N,)``, whatever the options (classifier)."""
         part = self.splits[name]
         if part.labels is None:
-            raise ValueError(f"{self.name}: the {name} split has no labels")
+            raise DataError(f"{self.name}: the {name} split has no labels")
         k = torch.from_numpy(part.images.astype(np.int64))
         return levels_to_unit(k, self.levels)[:, None], torch.from_numpy(part.labels)
 
@@ -322,7 +323,7 @@ def mnist_splits(config: MNISTConfig) -> dict[str, LabelledImages]:
         test = read_image_path(config.train, prefix="t10k")
     held = config.val_size + (config.test_size if test is None else 0)
     if held >= len(train.images):
-        raise ValueError(
+        raise DataError(
             f"{config.train}: {len(train.images)} images leave nothing to train on after {held} held out"
         )
     g = torch.Generator().manual_seed(config.split_seed)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError, DataError
 from ..metrics.text import sample_entropy
 from .base import DATASETS, DataInfo, DataSource, GeneratedStream, TrainStream
 from .vocab import TEXT8_ALPHABET, CharVocab, to_text8
@@ -84,9 +85,9 @@ class Text8Config:
 
 def _check_common(seq_len: int, eval_windows: int | None) -> None:
     if seq_len < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
     if eval_windows is not None and eval_windows < 1:
-        raise ValueError(f"eval_windows must be >= 1 or null, got {eval_windows}")
+        raise ConfigError(f"eval_windows must be >= 1 or null, got {eval_windows}")
 
 
 INFILL_HOLE = "\u2591"
@@ -123,7 +124,7 @@ class TextData(DataSource):
             self.parts["test"] = self.parts["val"]
         for name, part in self.parts.items():
             if len(part) < seq_len:
-                raise ValueError(
+                raise DataError(
                     f"the {name} text has {len(part)} characters, fewer than seq_len={seq_len}; "
                     "use a shorter seq_len or a longer text"
                 )
@@ -216,9 +217,9 @@ def read_text(path: str | None) -> str:
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"data.path: {file} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise DataError(f"data.path: {file} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     if not text:
-        raise ValueError(f"data.path: {file} is empty")
+        raise DataError(f"data.path: {file} is empty")
     return text
 
 
@@ -236,7 +237,7 @@ def _saved_vocab(state: dict | None) -> CharVocab | None:
     if not state:
         return None
     if not isinstance(state.get("chars"), str):
-        raise ValueError("saved text data state has no 'chars' vocabulary string")
+        raise DataError("saved text data state has no 'chars' vocabulary string")
     return CharVocab(state["chars"])
 
 
@@ -256,7 +257,7 @@ def build_text(config: TextConfig, state: dict | None = None) -> TextData:
     try:
         ids = vocab.encode(text)
     except ValueError as err:
-        raise ValueError(
+        raise DataError(
             f"{err}; the vocabulary comes from "
             + (
                 "the saved run"
@@ -284,9 +285,9 @@ def build_text8(config: Text8Config, state: dict | None = None) -> TextData:
         )
     raw = file.read_bytes()
     if not raw:
-        raise ValueError(f"data.path: {file} is empty")
+        raise DataError(f"data.path: {file} is empty")
     if state and state.get("chars") != TEXT8_ALPHABET:
-        raise ValueError("the saved vocabulary is not text8's; this run was trained on other data")
+        raise DataError("the saved vocabulary is not text8's; this run was trained on other data")
     vocab = CharVocab(TEXT8_ALPHABET)
     invalid = np.uint8(len(vocab))  # any id outside the vocabulary marks a byte that is not text8's
     table = np.full(256, invalid, dtype=np.uint8)
@@ -294,7 +295,7 @@ def build_text8(config: Text8Config, state: dict | None = None) -> TextData:
     ids = table[np.frombuffer(raw, dtype=np.uint8)]  # (n,) uint8, one byte per character
     if (ids == invalid).any():
         bad = int(np.flatnonzero(ids == invalid)[0])
-        raise ValueError(
+        raise DataError(
             f"{file} is not a text8 file: byte {bytes([raw[bad]])!r} at offset {bad} is not a-z or space "
             "(for other text use data 'text' with format: text8)"
         )

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..metrics.w2 import wasserstein2
 from .base import DATASETS, DataInfo, DataSource, GeneratedStream, TrainStream
 
@@ -88,7 +89,7 @@ RECIPES: dict[str, Draw] = {
 def sample_toy2d(name: str, n: int, generator: torch.Generator | None = None) -> Tensor:
     """``n`` points ``(n, 2)`` float32 from the named 2D data set."""
     if name not in RECIPES:
-        raise ValueError(f"unknown 2D data set {name!r}; allowed: {', '.join(RECIPES)}")
+        raise ConfigError(f"unknown 2D data set {name!r}; allowed: {', '.join(RECIPES)}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     return RECIPES[name](n, g).float()
 

@@ -19,6 +19,8 @@ import re
 
 import numpy as np
 
+from ..errors import DataError
+
 TEXT8_ALPHABET = " abcdefghijklmnopqrstuvwxyz"
 """text8's 27 characters; as a vocabulary, space is id 0 and ``a``..``z`` are ids 1..26."""
 
@@ -44,9 +46,9 @@ class CharVocab:
 
     def __init__(self, chars: str) -> None:
         if not chars:
-            raise ValueError("a vocabulary needs at least one character")
+            raise DataError("a vocabulary needs at least one character")
         if len(set(chars)) != len(chars):
-            raise ValueError("vocabulary characters must be distinct")
+            raise DataError("vocabulary characters must be distinct")
         self.chars = chars
         codes = np.array([ord(c) for c in chars], dtype=np.int64)
         self._order = np.argsort(codes)
@@ -82,7 +84,7 @@ class CharVocab:
         if unknown.any():
             first = np.flatnonzero(unknown)
             chars = sorted({text[i] for i in first[: 100 * UNKNOWN_SHOWN]})[:UNKNOWN_SHOWN]
-            raise ValueError(
+            raise DataError(
                 f"{len(first)} character(s) are not in the vocabulary of {len(self)}, first at "
                 f"index {int(first[0])}: {', '.join(repr(c) for c in chars)}"
             )

@@ -50,7 +50,8 @@ import torch
 from torch import Tensor
 
 from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput, SampleRequest, SamplerInfo
-from ..gaussian.losses import log_snr_diffusion_term, prior_kl
+from ..errors import ConfigError
+from ..gaussian.losses import log_snr_bound, prior_kl
 from ..gaussian.process import VEProcess
 from ..gaussian.samplers import SamplerContext, run_sampler
 from ..schedules import GeometricStdSchedule
@@ -194,14 +195,14 @@ class CDCD(EmbeddingMethod):
         with torch.no_grad():
             x0 = self.embed(tokens)
             prior = prior_kl(self.process, x0, 1.0)
-            diffusion = torch.zeros_like(prior)
-            for k in range(k_total):
-                u = (k + batch.rand(dtype=torch.float64)) / k_total
-                t = schedule.t_from_log_snr(lam_hi - u * (lam_hi - lam_lo))
-                eps = batch.randn(*x0.shape[1:])
-                x_t = self.process.marginal(x0, t, eps)
-                eps_hat = self.predict(x_t, t, batch.cond).denoised.eps
-                diffusion += log_snr_diffusion_term(eps, eps_hat, (lam_hi - lam_lo) / k_total)
+            diffusion = log_snr_bound(
+                self.process,
+                x0,
+                (lam_lo, lam_hi),
+                k_total,
+                lambda x_t, t: self.predict(x_t, t, batch.cond).denoised.eps,
+                batch,
+            )
             t0 = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
             x_first = self.process.marginal(x0, t0, batch.randn(*x0.shape[1:]))
             log_p = self.predict(x_first, t0, batch.cond).log_probs
@@ -263,7 +264,7 @@ def build_cdcd(config: CDCDConfig, info, net_factory) -> CDCD:
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None or len(info.event_shape) != 1:
-        raise ValueError(
+        raise ConfigError(
             "method 'cdcd' models token sequences (DataInfo.kind == 'tokens', event shape (L,), a "
             f"vocab_size), got kind {info.kind!r} with event shape {tuple(info.event_shape)}"
         )

@@ -31,6 +31,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..utils import append_dims
 from .rounding import nearest_index
 
@@ -103,4 +104,4 @@ def build_decoder(kind: str, vocab_size: int, *, dim: int, tied: bool = True) ->
         return NearestDecoder()
     if kind == "argmax":
         return ArgmaxDecoder()
-    raise ValueError(f"unknown decoder {kind!r}; allowed: {', '.join(DECODERS)}")
+    raise ConfigError(f"unknown decoder {kind!r}; allowed: {', '.join(DECODERS)}")

@@ -60,7 +60,8 @@ from torch import Tensor
 
 from ..base import METHODS, Batch, LossOutput, NLLOutput, SampleOutput, SampleRequest, SamplerInfo
 from ..config import component
-from ..gaussian.losses import diffusion_step_kl, prior_kl, reverse_log_variance
+from ..errors import ConfigError
+from ..gaussian.losses import discrete_time_bound, prior_kl
 from ..gaussian.precond import Denoised, GaussianDenoiser
 from ..gaussian.process import VPProcess, x0_to_eps
 from ..gaussian.samplers import SamplerContext, run_sampler, time_grid
@@ -209,14 +210,14 @@ class DiffusionLM(EmbeddingMethod):
         with torch.no_grad():
             x0 = self.embed(tokens)
             prior = prior_kl(self.process, x0, 1.0)
-            diffusion = torch.zeros_like(prior)
-            for i in range(2, self.T + 1):
-                t = torch.full((x0.shape[0],), i / self.T, dtype=torch.float64, device=x0.device)
-                s = torch.full_like(t, (i - 1) / self.T)
-                x_t = self.process.marginal(x0, t, batch.randn(*x0.shape[1:]))
-                x0_hat = self.estimate(x_t, t, batch.cond).x0
-                log_var = reverse_log_variance(self.process, s, t, None, self.config.reverse_variance)
-                diffusion += diffusion_step_kl(self.process, x0, x_t, x0_hat, s, t, log_var)
+            diffusion = discrete_time_bound(
+                self.process,
+                x0,
+                self.T,
+                lambda x_t, t: self.estimate(x_t, t, batch.cond),
+                batch,
+                self.config.reverse_variance,
+            )
             rounding = self.rounding_nll(x0, tokens, batch.randn(*x0.shape[1:]))
         nll = prior + diffusion + rounding
         if not bool(torch.isfinite(nll).all()):
@@ -272,7 +273,7 @@ def _build(name: str, config: DiffusionLMConfig, info, net_factory) -> Diffusion
     from ..nets import NetSpec
 
     if info.kind != "tokens" or info.vocab_size is None or len(info.event_shape) != 1:
-        raise ValueError(
+        raise ConfigError(
             f"method {name!r} models token sequences (DataInfo.kind == 'tokens', event shape (L,), a "
             f"vocab_size), got kind {info.kind!r} with event shape {tuple(info.event_shape)}"
         )

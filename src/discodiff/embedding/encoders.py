@@ -27,12 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 
 class TokenEncoder(nn.Module, ABC):
     """Token ids ``(B, n)`` long -> vectors ``(B, n, dim)``: a lookup in :meth:`table`."""
 
     vocab_size: int
     dim: int
+    no_weight_decay = True  # an embedding table (discodiff.train.optim)
 
     @abstractmethod
     def table(self) -> Tensor:
@@ -55,7 +58,7 @@ class OneHotEncoder(TokenEncoder):
     def __init__(self, vocab_size: int, *, scale: float = 1.0) -> None:
         super().__init__()
         if vocab_size < 2 or scale <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"one-hot encoder needs vocab_size >= 2 and scale > 0, got {vocab_size}, {scale}"
             )
         self.vocab_size = self.dim = vocab_size
@@ -99,7 +102,7 @@ class NormalizedEncoder(TokenEncoder):
         self.vocab_size, self.dim = vocab_size, dim
         self.radius = math.sqrt(dim) if radius is None else radius
         if self.radius <= 0:
-            raise ValueError(f"radius must be > 0, got {self.radius}")
+            raise ConfigError(f"radius must be > 0, got {self.radius}")
         self.weight = nn.Parameter(torch.randn(vocab_size, dim))
 
     def table(self) -> Tensor:
@@ -112,7 +115,7 @@ class NormalizedEncoder(TokenEncoder):
 
 def _check_sizes(vocab_size: int, dim: int) -> None:
     if vocab_size < 2 or dim < 1:
-        raise ValueError(f"an embedding needs vocab_size >= 2 and dim >= 1, got {vocab_size}, {dim}")
+        raise ConfigError(f"an embedding needs vocab_size >= 2 and dim >= 1, got {vocab_size}, {dim}")
 
 
 ENCODERS = ("learned", "normalized", "onehot")
@@ -126,4 +129,4 @@ def build_encoder(kind: str, vocab_size: int, *, dim: int, onehot_scale: float =
         return NormalizedEncoder(vocab_size, dim)
     if kind == "onehot":
         return OneHotEncoder(vocab_size, scale=onehot_scale)
-    raise ValueError(f"unknown encoder {kind!r}; allowed: {', '.join(ENCODERS)}")
+    raise ConfigError(f"unknown encoder {kind!r}; allowed: {', '.join(ENCODERS)}")

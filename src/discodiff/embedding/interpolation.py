@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..base import Network
+from ..categorical.guidance import combine_guidance
 from ..categorical.validation import check_logits
 from ..gaussian.precond import Denoised, GaussianDenoiser
 from ..gaussian.process import GaussianProcess
@@ -121,6 +122,5 @@ class InterpolatingDenoiser:
         self.nfe += inner.nfe
         log_probs = outputs[0]
         if guidance_scale != 1.0:  # the network ran once on [conditional; unconditional] rows
-            log_c, log_u = log_probs.chunk(2)
-            log_probs = torch.log_softmax(log_u + guidance_scale * (log_c - log_u), dim=-1)
+            log_probs = combine_guidance(*log_probs.chunk(2), guidance_scale)
         return Interpolated(log_probs, denoised)

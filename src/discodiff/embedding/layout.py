@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class LatentLayout:
@@ -30,9 +32,9 @@ class LatentLayout:
 
     def __post_init__(self) -> None:
         if min(self.length, self.dim, self.group) < 1:
-            raise ValueError(f"need length, dim and group >= 1, got {self.length}, {self.dim}, {self.group}")
+            raise ConfigError(f"need length, dim and group >= 1, got {self.length}, {self.dim}, {self.group}")
         if self.length % self.group:
-            raise ValueError(
+            raise ConfigError(
                 f"group ({self.group}) must divide the sequence length ({self.length}): "
                 "each latent position holds exactly group tokens"
             )

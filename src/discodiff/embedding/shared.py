@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..base import Batch, Method, drop_labels, sample_labels
 from ..categorical.validation import check_known_tokens, check_tokens
+from ..errors import ConfigError
 from .encoders import TokenEncoder
 from .layout import LatentLayout
 
@@ -60,7 +61,7 @@ class EmbeddingMethod(Method):
     ) -> None:
         super().__init__()
         if layout.dim != encoder.dim:
-            raise ValueError(f"layout width {layout.dim} differs from the encoder's {encoder.dim}")
+            raise ConfigError(f"layout width {layout.dim} differs from the encoder's {encoder.dim}")
         self.net = net
         self.encoder = encoder
         self.layout = layout

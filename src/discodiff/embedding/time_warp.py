@@ -37,6 +37,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
+
 WARP_WIDTH_FLOOR = 0.1
 """Share of [0, 1] spread evenly over the bins: every bin is at least ``0.1 / bins`` wide."""
 
@@ -61,7 +63,7 @@ class TimeWarp(nn.Module):
     def __init__(self, bins: int = 100, *, initial_total: float = 1.0) -> None:
         super().__init__()
         if bins < 1 or initial_total <= 0:
-            raise ValueError(f"time warp needs bins >= 1 and initial_total > 0, got {bins}, {initial_total}")
+            raise ConfigError(f"time warp needs bins >= 1 and initial_total > 0, got {bins}, {initial_total}")
         self.bins = bins
         start = math.log(max(initial_total / bins - WARP_HEIGHT_FLOOR, WARP_HEIGHT_FLOOR))
         # logits and offset = WARP_PARAM_SCALE * these parameters

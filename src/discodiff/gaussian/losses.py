@@ -19,13 +19,19 @@ Its continuous-time limit replaces the sum by
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 from torch.special import log_ndtr
 
-from ..utils import sum_except_batch
+from ..utils import log1mexp, sum_except_batch
 from .process import GaussianProcess
+
+if TYPE_CHECKING:
+    from ..base import Batch
+    from .precond import Denoised
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -64,14 +70,6 @@ def gaussian_log_likelihood(x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
     return -0.5 * LOG_2PI - log_std - 0.5 * ((x - mean) * torch.exp(-log_std)) ** 2
 
 
-def _log1mexp(a: Tensor) -> Tensor:
-    r""":math:`\log(1 - e^{a})` for :math:`a \le 0`, stable at both ends (Maechler 2012)."""
-    near = a > -math.log(2)
-    # each branch gets arguments where it is finite, so the masked one's backward is not 0 * inf
-    a_near, a_far = torch.where(near, a, -1.0), torch.where(near, -1.0, a)
-    return torch.where(near, torch.log(-torch.expm1(a_near)), torch.log1p(-torch.exp(a_far)))
-
-
 def log_normal_interval(a: Tensor, b: Tensor) -> Tensor:
     r""":math:`\log(\Phi(b) - \Phi(a))` for :math:`a \le b` (either may be infinite), stable in
     both tails: for :math:`a > 0` it uses :math:`\Phi(-a) - \Phi(-b)`."""
@@ -83,7 +81,7 @@ def log_normal_interval(a: Tensor, b: Tensor) -> Tensor:
     lo_inf, hi_inf = torch.isneginf(lo_arg), torch.isposinf(hi_arg)
     lo = torch.where(lo_inf, -math.inf, log_ndtr(torch.where(lo_inf, 0.0, lo_arg)))
     hi = torch.where(hi_inf, 0.0, log_ndtr(torch.where(hi_inf, 0.0, hi_arg)))
-    return hi + _log1mexp(lo - hi)
+    return hi + log1mexp(lo - hi)
 
 
 def discretized_gaussian_log_likelihood(x: Tensor, mean: Tensor, log_std: Tensor, levels: int) -> Tensor:
@@ -181,3 +179,54 @@ def prior_kl(process: GaussianProcess, x0: Tensor, t_max: float) -> Tensor:
     logvar = torch.log(sigma**2).reshape(shape).expand_as(mean)
     prior_logvar = torch.full_like(mean, 2 * math.log(process.prior_std(t_max)))
     return sum_except_batch(normal_kl(mean, logvar, torch.zeros_like(mean), prior_logvar))
+
+
+def discrete_time_bound(
+    process: GaussianProcess,
+    x0: Tensor,
+    timesteps: int,
+    denoise: Callable[[Tensor, Tensor], Denoised],
+    batch: Batch,
+    reverse_variance: str,
+) -> Tensor:
+    r"""The bound's diffusion part in discrete time, :math:`\sum_{i=2}^{T} D_{KL}(q(x_{t_{i-1}}|x_{t_i},
+    x_0)\,\|\,p_\theta(x_{t_{i-1}}|x_{t_i}))` with :math:`t_i = i/T` (Ho et al. 2020, Eq. 5), every
+    term at one draw :math:`x_{t_i} \sim q(x_{t_i}|x_0)` from ``batch``'s generator; (B,) nats.
+
+    ``denoise(x_t, t)`` gives :math:`\hat x_0` (and the learned variance, if any) of
+    :func:`reverse_log_variance`'s ``reverse_variance``."""
+    total = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+    for i in range(2, timesteps + 1):
+        t = torch.full((x0.shape[0],), i / timesteps, dtype=torch.float64, device=x0.device)
+        s = t - 1.0 / timesteps
+        x_t = process.marginal(x0, t, batch.randn(*x0.shape[1:], dtype=x0.dtype))
+        d = denoise(x_t, t)
+        log_var = reverse_log_variance(process, s, t, d.var_frac, reverse_variance)
+        total += diffusion_step_kl(process, x0, x_t, d.x0, s, t, log_var)
+    return total
+
+
+def log_snr_bound(
+    process: GaussianProcess,
+    x0: Tensor,
+    log_snr_range: tuple[float, float],
+    samples: int,
+    eps_hat: Callable[[Tensor, Tensor], Tensor],
+    batch: Batch,
+) -> Tensor:
+    r"""The bound's diffusion part in continuous time,
+    :math:`\tfrac12\int_{\lambda_{min}}^{\lambda_{max}}\|\epsilon-\hat\epsilon\|^2\,d\lambda` (Kingma et
+    al. 2021, Eq. 17), estimated with ``samples`` log-SNR values stratified over the range, one
+    offset and one :math:`\epsilon` per stratum and example from ``batch``'s generator; (B,) nats.
+
+    ``log_snr_range`` = :math:`(\lambda_{min}, \lambda_{max})`, the log-SNR at the largest and the
+    smallest time; ``eps_hat(x_t, t)`` the network's :math:`\hat\epsilon`."""
+    lam_min, lam_max = log_snr_range
+    width = (lam_max - lam_min) / samples
+    total = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
+    for k in range(samples):
+        u = (k + batch.rand(dtype=torch.float64)) / samples
+        t = process.schedule.t_from_log_snr(lam_max - u * (lam_max - lam_min))
+        eps = batch.randn(*x0.shape[1:], dtype=x0.dtype)
+        total += log_snr_diffusion_term(eps, eps_hat(process.marginal(x0, t, eps), t), width)
+    return total

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import torch
@@ -38,12 +39,15 @@ from ..base import (
     sample_labels,
 )
 from ..config import component
+from ..errors import ConfigError
 from ..schedules import SCHEDULES, Schedule
 from ..utils import randn, sum_except_batch
-from .likelihood import ode_log_likelihood
+from .likelihood import ODE_TOLERANCE, ode_log_likelihood
 from .losses import (
     diffusion_step_kl,
+    discrete_time_bound,
     eps_mse_weight,
+    log_snr_bound,
     log_snr_diffusion_term,
     prior_kl,
     reconstruction_nll,
@@ -87,8 +91,8 @@ class GaussianConfig:
     ddim_eta: float = 0.0
     pc_snr: float = 0.16  # Langevin corrector signal-to-noise ratio (Song et al. 2021)
     pc_corrector_steps: int = 1
-    ode_rtol: float = 1e-5
-    ode_atol: float = 1e-5
+    ode_rtol: float = ODE_TOLERANCE  # dopri5 tolerances of the PF-ODE likelihood and sampler
+    ode_atol: float = ODE_TOLERANCE
     bound_samples: int = 64  # continuous-time bound: stratified log-SNR samples per example
     exact_divergence_max_dim: int = 16  # exact ODE divergence up to this many dims, else Hutchinson
     hutchinson_samples: int = 1
@@ -161,7 +165,7 @@ class GaussianDiffusion(Method):
             config.prediction in ("eps", "score")
             and float(self.process.alpha_sigma(t_max)[0]) ** 2 < EPS_PREDICTION_MIN_ALPHA_BAR
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"schedule {type(config.schedule).__name__} reaches alpha_bar < "
                 f"{EPS_PREDICTION_MIN_ALPHA_BAR} at t_max={self.t_max}: eps-prediction cannot recover "
                 "x0 there (the last step's bound term and the PF-ODE drift diverge; clipping x0 only helps "
@@ -279,21 +283,13 @@ class GaussianDiffusion(Method):
             return NLLOutput(nll, num_dims, {"ode": nll})
         with torch.no_grad():
             prior = prior_kl(self.process, x0, self.t_max)
-            diffusion = torch.zeros_like(prior)
+            denoise, c = partial(self.denoiser, cond=cond), self.config
             if self.T:
-                for i in range(2, self.T + 1):
-                    t = self._t_tensor(i / self.T, x0.shape[0], x0.device)
-                    x_t = self.process.marginal(x0, t, batch.randn(*x0.shape[1:], dtype=x0.dtype))
-                    diffusion += self._step_kl(x0, x_t, t, self.denoiser(x_t, t, cond), detach_mean=False)
+                diffusion = discrete_time_bound(self.process, x0, self.T, denoise, batch, c.reverse_variance)
             else:
-                lam_min, lam_max = self._log_snr_range()
-                k_total = self.config.bound_samples
-                for k in range(k_total):
-                    u = (k + batch.rand(dtype=torch.float64)) / k_total
-                    t = self.process.schedule.t_from_log_snr(lam_max - u * (lam_max - lam_min))
-                    eps = batch.randn(*x0.shape[1:], dtype=x0.dtype)
-                    d = self.denoiser(self.process.marginal(x0, t, eps), t, cond)
-                    diffusion += log_snr_diffusion_term(eps, d.eps, (lam_max - lam_min) / k_total)
+                eps_hat = lambda x_t, t: denoise(x_t, t).eps  # noqa: E731
+                lam = self._log_snr_range()
+                diffusion = log_snr_bound(self.process, x0, lam, c.bound_samples, eps_hat, batch)
             rec = self._reconstruction(x0, cond, batch.randn(*x0.shape[1:], dtype=x0.dtype))
         nll = prior + diffusion + rec
         return NLLOutput(nll, num_dims, {"prior": prior, "diffusion": diffusion, "reconstruction": rec})
@@ -398,7 +394,7 @@ def build_gaussian(config: GaussianConfig, info, net_factory) -> GaussianDiffusi
     from ..nets import NetSpec
 
     if info.kind != "continuous":
-        raise ValueError(
+        raise ConfigError(
             "method 'gaussian' models continuous data, but this data set gives tokens; use a "
             "categorical method or an embedding method"
         )

@@ -9,10 +9,11 @@ optional clipping, and counts network evaluations.
 - Learned variance (Nichol & Dhariwal 2021, Eq. 15): the second half of the output channels is
   :math:`v \in [-1, 1]`, and :math:`\log\Sigma = f\log\sigma_{t|s}^2 + (1-f)\log\tilde\sigma^2`
   with :math:`f = (v+1)/2`.
-- Classifier-free guidance (Ho & Salimans 2022, Eq. 6, written with scale :math:`w = 1 + w_{HS}`):
-  :math:`\tilde\epsilon = \epsilon_\emptyset + w(\epsilon_c - \epsilon_\emptyset)`; w = 1 is the
-  conditional model, w = 0 the unconditional one. :math:`\hat x_0` is combined the same way (it is
-  affine in :math:`\hat\epsilon` at fixed :math:`x_t`), which stays finite where :math:`\alpha = 0`.
+- Classifier-free guidance (:func:`discodiff.guidance.guide`; Ho & Salimans 2022, Eq. 6, with
+  scale :math:`w = 1 + w_{HS}`): :math:`\tilde\epsilon = \epsilon_\emptyset + w(\epsilon_c -
+  \epsilon_\emptyset)`; w = 1 is the conditional model, w = 0 the unconditional one. The raw
+  outputs are combined; since every prediction is affine in :math:`(\hat x_0, \hat\epsilon)` at
+  fixed :math:`x_t`, :math:`\hat x_0` is combined the same way, finite where :math:`\alpha = 0`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..base import NULL_LABEL, Network
+from ..base import Network
+from ..guidance import guide, with_null_labels
 from ..utils import append_dims
 from .process import GaussianProcess, to_x0_eps, x0_to_eps
 
@@ -100,22 +102,16 @@ class GaussianDenoiser:
         """Estimate ``x0`` and ``eps`` at ``(x_t, t)``; ``t``: (B,) float."""
         alpha, sigma = (append_dims(c, x_t) for c in self.process.alpha_sigma(t))
         if guidance_scale != 1.0:
-            if cond is None:
-                raise ValueError("classifier-free guidance (guidance_scale != 1) needs class labels")
-            both = torch.cat([cond, torch.full_like(cond, NULL_LABEL)])
-            out, frac = self._evaluate(torch.cat([x_t, x_t]), torch.cat([t, t]), both)
+            out, frac = self._evaluate(torch.cat([x_t, x_t]), torch.cat([t, t]), with_null_labels(cond))
             self.nfe += 2
-            out_c, out_u = out.chunk(2)
-            x0_c, eps_c = to_x0_eps(self.prediction, out_c, x_t, alpha, sigma)
-            x0_u, eps_u = to_x0_eps(self.prediction, out_u, x_t, alpha, sigma)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
-            # the same combination of x0 (affine in eps at fixed x_t), finite where alpha = 0
-            x0 = x0_u + guidance_scale * (x0_c - x0_u)
+            # combine the raw outputs: every prediction converts to (x0, eps) affinely at fixed x_t,
+            # so this is the same combination of x0 and eps, finite where alpha = 0
+            out = guide(*out.chunk(2), guidance_scale)
             frac = None if frac is None else frac.chunk(2)[0]
         else:
             out, frac = self._evaluate(x_t, t, cond)
             self.nfe += 1
-            x0, eps = to_x0_eps(self.prediction, out, x_t, alpha, sigma)
+        x0, eps = to_x0_eps(self.prediction, out, x_t, alpha, sigma)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
             eps = x0_to_eps(x0, x_t, alpha, sigma)

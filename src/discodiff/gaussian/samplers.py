@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from ..registry import Registry
 from ..utils import append_dims, randn
+from .likelihood import ODE_TOLERANCE
 from .losses import reverse_log_variance
 from .precond import Denoised
 from .process import GaussianProcess
@@ -47,8 +48,8 @@ class SamplerContext:
     ddim_eta: float = 0.0
     pc_snr: float = 0.16
     pc_corrector_steps: int = 1
-    ode_rtol: float = 1e-5
-    ode_atol: float = 1e-5
+    ode_rtol: float = ODE_TOLERANCE
+    ode_atol: float = ODE_TOLERANCE
 
     def randn_like(self, x: Tensor) -> Tensor:
         return randn(tuple(x.shape), generator=self.generator, device=x.device, dtype=x.dtype)

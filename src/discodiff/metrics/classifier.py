@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..base import NULL_LABEL
+from ..errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from ..data.images import ImageData
@@ -186,7 +187,7 @@ def load_classifier(path: str | Path) -> tuple[ImageClassifier, dict]:
         fields = dict(record["arch"])
         arch = ClassifierArch(**{**fields, "image_shape": tuple(fields["image_shape"])})
     except (KeyError, TypeError) as err:
-        raise ValueError(f"{meta}: not a classifier description ({err})") from None
+        raise DataError(f"{meta}: not a classifier description ({err})") from None
     model = ImageClassifier(arch)
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval(), record
@@ -204,7 +205,7 @@ def load_or_train(path: str | Path, data: ImageData) -> ImageClassifier:
         found = (record.get("dataset"), record.get("levels"), model.arch.image_shape)
         wanted = (data.name, data.levels, data.image_shape)
         if found != wanted:
-            raise ValueError(
+            raise ConfigError(
                 f"classifier {path} was trained for (data set, levels, image shape) = {found}, but this data "
                 f"is {wanted}; point data.classifier to another file or delete it to retrain"
             )
@@ -244,7 +245,7 @@ def classifier_sample_metrics(
     """``classifier_fd`` of ``samples`` against ``reference`` images, plus ``classifier_accuracy``
     of the samples whose label in ``cond`` (N,) is a class (not -1)."""
     if not torch.isfinite(samples).all():
-        raise ValueError("samples contain NaN or infinite values")
+        raise FloatingPointError("samples contain NaN or infinite values")
     out = {
         "classifier_fd": frechet_distance(
             classifier_features(model, samples), classifier_features(model, reference)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from .attention import KVCache, SelfAttention, rope_angles
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 
@@ -254,14 +255,14 @@ def _check_event_shape(spec: NetSpec) -> int:
     """The sequence length of ``spec``, after checking its event shape fits this network."""
     shape = spec.event_shape
     if spec.input_vocab is not None and len(shape) != 1:
-        raise ValueError(f"net 'transformer' takes token sequences of event shape (L,), got {shape}")
+        raise ConfigError(f"net 'transformer' takes token sequences of event shape (L,), got {shape}")
     if spec.input_vocab is None and len(shape) != 2:
-        raise ValueError(
+        raise ConfigError(
             f"net 'transformer' takes tokens (event shape (L,) with NetSpec.input_vocab) or vector "
             f"sequences (event shape (L, d_in)), got event shape {shape} without a vocabulary"
         )
     if spec.input_vocab is not None and spec.input_vocab < 1:
-        raise ValueError(f"NetSpec.input_vocab must be >= 1, got {spec.input_vocab}")
+        raise ConfigError(f"NetSpec.input_vocab must be >= 1, got {spec.input_vocab}")
     return shape[0]
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..errors import ConfigError
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
 
 
@@ -215,14 +216,14 @@ class UNet(nn.Module):
 def _check_spec(spec: NetSpec, config: UNetConfig) -> tuple[int, int, int]:
     """(C, H, W) of the input, after checking that the U-Net can take it."""
     if spec.input_vocab is not None or len(spec.event_shape) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"net 'unet' takes continuous images (event shape (C, H, W)); got event shape {spec.event_shape}"
             + (" of tokens" if spec.input_vocab is not None else "")
         )
     c_in, height, width = spec.event_shape
     factor = 2 ** (len(config.channel_mult) - 1)
     if height % factor or width % factor:
-        raise ValueError(
+        raise ConfigError(
             f"net 'unet': image size {height}x{width} must be divisible by {factor} "
             f"(2^(len(channel_mult) - 1) for channel_mult={list(config.channel_mult)}); "
             "use fewer levels or pad the images"
@@ -230,7 +231,7 @@ def _check_spec(spec: NetSpec, config: UNetConfig) -> tuple[int, int, int]:
     sizes = {height // 2**i for i in range(len(config.channel_mult))}
     unused = sorted(set(config.attention_resolutions) - sizes)
     if unused:
-        raise ValueError(
+        raise ConfigError(
             f"net 'unet': attention_resolutions {unused} match no level; the levels of a {height}x{width} "
             f"image with channel_mult={list(config.channel_mult)} have heights {sorted(sizes, reverse=True)}"
         )

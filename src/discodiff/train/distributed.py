@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -26,7 +28,7 @@ class DistInfo:
     def rows(self, global_batch: int) -> tuple[int, int]:
         """(offset, count) of this rank's rows in a global batch."""
         if global_batch % self.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"train.batch_size ({global_batch}) must be divisible by the number of processes "
                 f"({self.world_size})"
             )

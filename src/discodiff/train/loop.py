@@ -38,6 +38,7 @@ from .checkpoint import (
 from .distributed import DistInfo
 from .ema import EMA
 from .lr import lr_at
+from .optim import param_groups
 
 
 class _LossModule(nn.Module):
@@ -72,12 +73,10 @@ class Trainer:
         self.method, self.data, self.config = method, data, config
         self.run_dir, self.device = Path(run_dir), device
         self.dist = dist or DistInfo()
-        params = [p for p in method.parameters() if p.requires_grad]
-        if not params:
+        groups = param_groups(method, config.weight_decay)
+        if not any(g["params"] for g in groups):
             raise ValueError("the model has no trainable parameters")
-        self.opt = torch.optim.AdamW(
-            params, lr=config.lr, betas=(config.beta1, config.beta2), weight_decay=config.weight_decay
-        )
+        self.opt = torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2))
         self.ema = EMA(method, config.ema_decay) if config.ema_decay > 0 else None
         self.stream = data.train_stream(seed)
         self.step = 0
@@ -118,7 +117,10 @@ class Trainer:
             self.method.load_state_dict(ckpt.group("model"))
         except RuntimeError as err:
             raise CheckpointError(f"checkpoint {path} does not fit this model: {err}") from None
-        optimizer_from_tensors(self.opt, ckpt.group("optim"), ckpt.state["optimizer"])
+        try:
+            optimizer_from_tensors(self.opt, ckpt.group("optim"), ckpt.state["optimizer"])
+        except ValueError as err:  # e.g. one parameter group, saved before weight decay had two
+            raise CheckpointError(f"checkpoint {path}: its optimizer state does not fit: {err}") from None
         if self.ema is not None:
             self.ema.load_state_tensors(ckpt.group("ema"))
         self.stream.load_state_dict(ckpt.group("stream"))
@@ -131,6 +133,19 @@ class Trainer:
     def last_checkpoint(self) -> str:
         path = latest_checkpoint(self.ckpt_root) if self.ckpt_root.exists() else None
         return f"{path} (step {path.name.split('_')[-1].lstrip('0') or 0})" if path else "none yet"
+
+    @contextmanager
+    def stop_on_nonfinite(self, step: int, during: str = "") -> Iterator[None]:
+        """Turn a non-finite value a method detects (``FloatingPointError``: network output, loss,
+        gradient, bound, samples) into the run's stop: a :class:`TrainingError` naming the step
+        and the last good checkpoint."""
+        try:
+            yield
+        except FloatingPointError as err:
+            raise TrainingError(
+                f"{err} at step {step}{during}; training stopped. The last good checkpoint is "
+                f"{self.last_checkpoint()}; lower train.lr or check the data, then resume with --resume"
+            ) from err
 
     @contextmanager
     def averaged(self) -> Iterator[Method]:
@@ -169,24 +184,18 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         batch = self._batch()
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            loss, _, metrics = self.loss_module(batch)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"loss became {float(loss.detach())} at step {self.step + 1}; training stopped. The last "
-                f"good checkpoint is {self.last_checkpoint()}; lower train.lr or check the data, then "
-                "resume with --resume"
-            )
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        params = [p for g in self.opt.param_groups for p in g["params"]]
-        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        if not math.isfinite(grad_norm):
-            raise TrainingError(
-                f"gradient norm became {grad_norm} at step {self.step + 1}; training stopped. The last "
-                f"good checkpoint is {self.last_checkpoint()}"
-            )
+        with self.stop_on_nonfinite(self.step + 1):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                loss, _, metrics = self.loss_module(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss.detach())}")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for g in self.opt.param_groups for p in g["params"]]
+            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            if not math.isfinite(grad_norm):
+                raise FloatingPointError(f"gradient norm became {grad_norm}")
         self.opt.step()
         if self.ema is not None:
             self.ema.update(self.method)
@@ -234,9 +243,11 @@ class Trainer:
             if last:
                 break
             if cfg.eval_every and self.step % cfg.eval_every == 0 and on_eval:
-                on_eval(self)
+                with self.stop_on_nonfinite(self.step, " (periodic evaluation)"):
+                    on_eval(self)
             if cfg.sample_every and self.step % cfg.sample_every == 0 and on_sample:
-                on_sample(self)
+                with self.stop_on_nonfinite(self.step, " (periodic samples)"):
+                    on_sample(self)
             if self.step % cfg.ckpt_every == 0:
                 self.save()
         bar.close()
