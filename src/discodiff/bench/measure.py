@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 import time
 
 import torch
@@ -113,13 +112,20 @@ def _score(data: DataSource, samples, cond, reference: Method | None, batch: int
     return metrics
 
 
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (nan for one value; non-finite values propagate)."""
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2 or not math.isfinite(mean):
+        return mean, float("nan")
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def _summarize(draws: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     keys = [k for k in draws[0] if all(k in d for d in draws)]
     out = {}
     for k in keys:
-        values = [float(d[k]) for d in draws]
-        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-        out[k] = {"mean": statistics.fmean(values), "sd": sd}
+        mean, sd = mean_sd([float(d[k]) for d in draws])
+        out[k] = {"mean": mean, "sd": sd}
     return out
 
 
@@ -174,10 +180,8 @@ def sampling_rows(
                         "nfe": nfe,
                         "samples": q.samples,
                         "draws": q.draws,
-                        "seconds_per_example": statistics.fmean(seconds),
-                        "seconds_per_example_sd": statistics.stdev(seconds)
-                        if len(seconds) > 1
-                        else float("nan"),
+                        "seconds_per_example": mean_sd(seconds)[0],
+                        "seconds_per_example_sd": mean_sd(seconds)[1],
                         "metrics": _summarize(scores),
                     }
                 )
