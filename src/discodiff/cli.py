@@ -9,6 +9,7 @@
     discodiff list {methods,samplers,datasets,schedules,nets,configs} [CONFIG_OR_RUN] [--json]
     discodiff export RUN_DIR OUT_DIR      (inference bundle: model.safetensors + JSON)
     discodiff classifier RUN_DIR [--force]      (image runs: the sample-metric classifier)
+    discodiff bench SUITE [--budget S] [--methods a,b] [--out DIR]   (compare methods: discodiff.bench)
     discodiff --version
 
 Options must be spelt out in full (no abbreviations: ``--max-step`` is refused).
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import yaml
 
+from .bench.cli import add_parser as bench_parser
+from .bench.cli import command as _bench
 from .commands import export as export_command
 from .commands import listing as list_command
 from .commands import sample as sample_command
@@ -106,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="train again even if a checkpoint exists")
     list_command.add_parser(sub)
     export_command.add_parser(sub)
+    bench_parser(sub)
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for command in sub.choices.values():  # also accepted after the command
         command.add_argument(
@@ -207,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "list": list_command.run,
         "export": export_command.run,
         "prepare": prepare_command,
+        "bench": _bench,
     }[args.command]
     try:
         with warnings.catch_warnings():
