@@ -52,10 +52,12 @@ class SplitOptions(Protocol):
 
 
 def _check_2d(arr: np.ndarray, where: str) -> np.ndarray:
+    """A non-empty 2D array of real numbers (bool, integer or float) as float64."""
+    if arr.dtype.kind not in "biuf":
+        lost = " (its imaginary part would be lost)" if arr.dtype.kind == "c" else ""
+        raise DataError(f"{where} holds {arr.dtype} values{lost}; expected real numbers (integer or float)")
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise DataError(f"{where}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        raise DataError(f"{where}: expected numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64)
 
 
@@ -88,12 +90,7 @@ def read_array(path: Path, *, skip_header: bool) -> np.ndarray:
             raise DataError(f"{path}: not a numeric CSV ({err}); set skip_header for a header line") from None
     else:
         raise DataError(f"{path}: unsupported file type {path.suffix!r}; allowed: .npy, .npz, .csv")
-    if arr.dtype.kind not in "biuf":
-        lost = " (its imaginary part would be lost)" if arr.dtype.kind == "c" else ""
-        raise DataError(f"{path} holds {arr.dtype} values{lost}; expected real numbers (integer or float)")
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"{path}: expected a non-empty 2D array (rows = examples), got shape {arr.shape}")
-    return arr.astype(np.float64)
+    return _check_2d(arr, str(path))
 
 
 class _Npz:

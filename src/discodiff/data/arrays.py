@@ -65,14 +65,14 @@ class ArrayConfig:
                 raise ValueError(f"data.{name}_labels_key needs data.{name}_key (the {name} examples)")
 
 
-def _standardize(x: Tensor, train: Tensor, path: str) -> tuple[Tensor, Tensor]:
+def _standardize(train: Tensor, path: str) -> tuple[Tensor, Tensor]:
     """Mean and std of the training rows, refusing columns whose variance overflows float64."""
     mean, std = train.mean(0), train.std(0).clamp_min(torch.finfo(torch.float64).eps)
     bad = (~torch.isfinite(mean) | ~torch.isfinite(std)).nonzero().flatten()
     if len(bad):
         j = int(bad[0])
         raise DataError(
-            f"data file {path}: column {j} (values up to {float(x[:, j].abs().max()):.3g}) is too large "
+            f"data file {path}: column {j} (values up to {float(train[:, j].abs().max()):.3g}) is too large "
             "to standardize (its variance overflows float64); rescale the data"
         )
     return mean, std
@@ -95,7 +95,7 @@ class ArrayData(DataSource):
         if state:
             mean, std = torch.tensor(state["mean"]), torch.tensor(state["std"])
         elif config.standardize:
-            mean, std = _standardize(train, train, config.path)
+            mean, std = _standardize(train, config.path)
         else:
             mean, std = torch.zeros(train_dims(raw)), torch.ones(train_dims(raw))
         self.mean, self.std = mean.double(), std.double()
