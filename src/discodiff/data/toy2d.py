@@ -46,7 +46,7 @@ def _moons(n: int, g: torch.Generator) -> Tensor:
     x = torch.where(inner, 1 - torch.cos(angle), torch.cos(angle))
     y = torch.where(inner, 1 - torch.sin(angle) - 0.5, torch.sin(angle))
     shift = torch.rand(n, 1, generator=g) * 0.2
-    return torch.stack([x, y], dim=1) + shift
+    return (torch.stack([x, y], dim=1) + shift) * 3 - 1
 
 
 def _scurve(n: int, g: torch.Generator) -> Tensor:
