@@ -37,6 +37,15 @@ def mean_except_batch(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
+def sampling_times(steps: int, timesteps: int = 0) -> list[float]:
+    """``steps + 1`` sampling times from 1 down to 0, uniform in t; on a discrete-time model's grid
+    ``i / T`` (``timesteps`` = T > 0) the nearest grid points (respacing, Nichol & Dhariwal 2021,
+    Sec. 4)."""
+    if timesteps:
+        return [round(timesteps * (1 - k / steps)) / timesteps for k in range(steps + 1)]
+    return [1 - k / steps for k in range(steps + 1)]
+
+
 def log1mexp(x: Tensor) -> Tensor:
     r""":math:`\log(1 - e^{x})` for :math:`x \le 0`, accurate at both ends and safe to differentiate.
 

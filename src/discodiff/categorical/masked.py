@@ -60,6 +60,7 @@ from ..base import (
 from ..config import component
 from ..errors import ConfigError, UsageError
 from ..schedules import SCHEDULES, Schedule
+from ..utils import sampling_times
 from . import decoding
 from .guidance import guided_log_probs
 from .logspace import NEG_INF
@@ -343,9 +344,7 @@ class MaskedDiffusion(Method):
 
     def time_grid(self, steps: int) -> list[float]:
         """Sampling times from 1 down to 0: ``steps + 1`` points, uniform in t (on the T grid if T > 0)."""
-        if self.T:
-            return [round(self.T * (1 - k / steps)) / self.T for k in range(steps + 1)]
-        return [1 - k / steps for k in range(steps + 1)]
+        return sampling_times(steps, self.T)
 
 
 @METHODS.register("mdlm", config=MaskedConfig)

@@ -91,10 +91,6 @@ class DiGress(GraphMethod):
         bound = "bound, nats per entry"
         return bound if self.config.loss == "vlb" else f"{bound} + {self.config.hybrid_lambda:g} x ({ce})"
 
-    def time_grid(self, steps: int) -> list[float]:
-        """``steps + 1`` grid points ``round(linspace(T, 0, steps + 1)) / T``."""
-        return [round(self.T * (1 - k / steps)) / self.T for k in range(steps + 1)]
-
     def sampler_info(self, name: str) -> SamplerInfo:
         self.check_sampler(name)
         return SamplerInfo(

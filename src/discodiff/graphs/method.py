@@ -47,6 +47,7 @@ from ..categorical.transitions import ReverseForm
 from ..categorical.validation import check_logits
 from ..errors import UsageError
 from ..state import cat, index, to_device
+from ..utils import sampling_times
 from .process import GraphProcess
 from .state import GraphState, clean, edge_entries
 
@@ -68,6 +69,7 @@ class GraphMethod(Method):
     samplers = ("ancestral",)
     nll_estimators = ("bound",)
     reverse_form: ReverseForm = "average"
+    T: int = 0  # sampling grid: continuous time; a discrete-time subclass sets its timesteps
 
     def __init__(
         self, net: Callable, process: GraphProcess, node_counts: Sequence[float], *, num_classes: int
@@ -159,8 +161,8 @@ class GraphMethod(Method):
         return shape
 
     def time_grid(self, steps: int) -> list[float]:
-        """Sampling times from 1 down to 0, ``steps + 1`` points."""
-        return [1 - k / steps for k in range(steps + 1)]
+        """Sampling times from 1 down to 0, ``steps + 1`` points (on the grid i / T if T > 0)."""
+        return sampling_times(steps, self.T)
 
     def sampler_info(self, name: str) -> SamplerInfo:
         self.check_sampler(name)
