@@ -207,15 +207,22 @@ def main() -> None:
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
     print(meta["command"], flush=True)
+
+    def save(result: dict) -> None:
+        """Write both files after every part, so a stopped run keeps what it finished."""
+        meta["wall_seconds"] = time.perf_counter() - start
+        meta["load_average_at_end"] = os.getloadavg()[0]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "molecules.json").write_text(json.dumps(result, indent=1))
+        (args.out / "molecules.md").write_text(markdown(result))
+
     result = {"meta": meta, "unconditional": unconditional(args, args.work)}
+    save(result)
     if args.guidance_budget > 0:
-        props = [p for p in args.properties.split(",") if p]
-        result["guided"] = {p: guided(args, args.work, p) for p in props}
-    meta["wall_seconds"] = time.perf_counter() - start
-    meta["load_average_at_end"] = os.getloadavg()[0]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "molecules.json").write_text(json.dumps(result, indent=1))
-    (args.out / "molecules.md").write_text(markdown(result))
+        result["guided"] = {}
+        for p in (p for p in args.properties.split(",") if p):
+            result["guided"][p] = guided(args, args.work, p)
+            save(result)
     print(markdown(result))
 
 
