@@ -6,7 +6,8 @@ config with characters (``data.tokenizer.type=chars``, 256-character windows): p
 corpus once per encoding (``discodiff prepare``: seconds and size are recorded), train for
 ``--budget`` seconds, then measure on ``--val-windows`` evenly spaced validation windows the
 bits per token, bits per character of the decoded text (the unit that compares encodings) and
-perplexity per token (each method's ``nll``: its bound, exact for the AR baseline). Runs
+perplexity per token (each method's ``nll``: its bound, exact for the AR baseline). Each run's
+learning-rate schedule is sized to the budget as in ``discodiff bench`` (calibrated steps). Runs
 alternate encodings method by method. Needs ``../shared/data/text/shakespeare_works/``.
 
     python benchmarks/text_bpe.py [--methods ar,mdlm,sedd_absorb,udlm] [--encodings bpe,chars]
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from discodiff.bench.runner import calibrate_config, planned_steps
 from discodiff.build import build_run, load_run, save_run_files
 from discodiff.evaluate import likelihood
 from discodiff.prepare import prepare
@@ -49,15 +51,24 @@ ENCODINGS = {
 }
 
 
-def config(method: str, encoding: str, budget: float | None):
+def config(method: str, encoding: str, budget: float | None, steps: int = 1000000):
     overrides = list(ENCODINGS[encoding])
     if budget is not None:
         overrides += [
-            "train.steps=1000000",
+            f"train.steps={steps}",
             f"train.time_budget_s={budget}",
             "train.ckpt_every=1000000",
         ]
     return load_config(CONFIGS / f"{method}.yaml", overrides)
+
+
+def sized_config(method: str, encoding: str, budget: float, work: Path):
+    """The config with its learning-rate schedule sized to the budget (the bench's calibration:
+    time the first steps on a throwaway model, plan the steps that fill the budget)."""
+    step_s = calibrate_config(config(method, encoding, budget), budget, work)
+    steps = planned_steps(budget, step_s)
+    print(f"{method} {encoding}: {1000 * step_s:.0f} ms per step -> {steps} planned steps", flush=True)
+    return config(method, encoding, budget, steps), steps
 
 
 def train(config, run_dir: Path) -> None:
@@ -94,12 +105,13 @@ def markdown(results: dict) -> str:
         f"{meta['val_windows']} evenly spaced validation windows (the bound for diffusion models, exact "
         "for AR). Bits per character are over the decoded text, so rows compare across encodings.",
         "",
-        "| method | encoding | steps | train s | tokens/s | bits/token | bits/char | perplexity |",
+        "| method | encoding | steps (planned) | train s | tokens/s | bits/token | bits/char | perplexity |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
         lines.append(
-            f"| {row['method']} | {row['encoding']} | {row['steps']} | {row['train_s']:.0f} | "
+            f"| {row['method']} | {row['encoding']} | {row['steps']} ({row.get('planned_steps', '-')}) | "
+            f"{row['train_s']:.0f} | "
             f"{row['tokens_per_s']:.0f} | {row['bits_per_token']:.3f} | {row['bits_per_char']:.3f} | "
             f"{row['perplexity']:.2f} |"
         )
@@ -155,7 +167,8 @@ def main() -> None:
             run_dir = args.work / f"{method}_{encoding}"
             shutil.rmtree(run_dir, ignore_errors=True)
             start = time.perf_counter()
-            train(config(method, encoding, args.budget), run_dir)
+            cfg, planned = sized_config(method, encoding, args.budget, args.work / "calibration")
+            train(cfg, run_dir)
             run = load_run(run_dir, device=torch.device("cpu"))
             eval_cfg = EvalConfig(nll_examples=args.val_windows, batch_size=32)
             nll = likelihood(run.method, run.data, eval_cfg, split="val")
@@ -164,6 +177,7 @@ def main() -> None:
                 "method": method,
                 "encoding": encoding,
                 "steps": run.step,
+                "planned_steps": planned,
                 "train_s": seconds,
                 "tokens_per_s": examples_per_s * run.data.seq_len,
                 "bits_per_token": nll["bits_per_token"],

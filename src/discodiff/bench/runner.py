@@ -50,7 +50,16 @@ class TrainedMethod:
 
 def calibrate(suite: Suite, name: str, budget_s: float, work: Path) -> float:
     """Seconds per optimizer step of method ``name`` (median of timed steps after a warm-up)."""
-    config = suite.run_config(name, steps=10**6, budget_s=budget_s)
+    return calibrate_config(suite.run_config(name, steps=10**6, budget_s=budget_s), budget_s, work)
+
+
+def planned_steps(budget_s: float, step_s: float) -> int:
+    """Steps whose schedule fills ``CALIBRATION_HEADROOM`` of the budget at ``step_s`` per step."""
+    return max(1, int(CALIBRATION_HEADROOM * budget_s / step_s))
+
+
+def calibrate_config(config, budget_s: float, work: Path) -> float:
+    """Seconds per optimizer step of a run config (a throwaway model in ``work``, removed after)."""
     torch.manual_seed(config.seed)
     data, method = build_run(config)
     device = _device(config.train.device)
@@ -90,7 +99,7 @@ def train_method(
     run directory: ``discodiff sample`` and ``eval`` read it). ``curve_fn(model, data)`` measures
     the likelihood at each curve point (EMA weights, not counted in the training time)."""
     step_s = calibrate(suite, name, budget_s, run_dir.parent / f"{run_dir.name}.calibration")
-    planned = max(1, int(CALIBRATION_HEADROOM * budget_s / step_s))
+    planned = planned_steps(budget_s, step_s)
     config = suite.run_config(name, steps=planned, budget_s=budget_s)
     log(f"bench: {name}: {step_s * 1000:.1f} ms per step in calibration -> {planned} planned steps")
     torch.manual_seed(config.seed)
