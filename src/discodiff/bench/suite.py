@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from ..config import ConfigError, apply_overrides, from_dict, load_yaml
 from ..runconfig import RunConfig, parse_config
+from ..train.lr import sized_warmup
 
 SUITE_DIR = Path("configs") / "bench"
 """Where suite names are looked up (from the working directory, then from the repository)."""
@@ -105,7 +106,7 @@ class Suite:
         warmup = int(train.get("warmup_steps", 100))
         train.update(
             steps=steps,
-            warmup_steps=min(warmup, max(steps // 10, 0)),  # a warm-up longer than a tenth is cut
+            warmup_steps=sized_warmup(warmup, steps),
             time_budget_s=budget_s,
             ckpt_every=10**9,  # the bench checkpoints at its curve points
             eval_every=0,

@@ -18,3 +18,9 @@ def lr_at(step: int, *, peak: float, warmup: int, total: int, min_ratio: float) 
         return peak * min_ratio
     progress = (step - warmup) / max(total - warmup, 1)
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def sized_warmup(warmup: int, steps: int) -> int:
+    """The warm-up of a run planned for ``steps``: a warm-up longer than a tenth of it is cut to a
+    tenth (else a short budget ends before the learning rate reaches its peak)."""
+    return min(warmup, max(steps // 10, 0))
