@@ -65,6 +65,20 @@ def test_reference_method_runs_first():
     assert select_methods(suite, "mdlm,ar") == ["ar", "mdlm"]
 
 
+def test_schedule_is_sized_to_the_planned_steps():
+    """The learning-rate schedule spans the planned steps, and a warm-up longer than a tenth of
+    them is cut to a tenth (a 200-step warm-up in a 150-step run never reaches the peak rate)."""
+    suite = load_suite("text")
+    warmup = suite.train["warmup_steps"]
+    short, long = (
+        suite.run_config("mdlm", steps=150, budget_s=60),
+        suite.run_config("mdlm", steps=10**5, budget_s=60),
+    )
+    assert (short.train.steps, short.train.warmup_steps) == (150, 15)
+    assert (long.train.steps, long.train.warmup_steps) == (10**5, warmup)
+    assert short.train.time_budget_s == 60
+
+
 def test_evenly_spaced_covers_the_split():
     idx = evenly_spaced(101, 5)
     assert idx.tolist() == [0, 25, 50, 75, 100]
