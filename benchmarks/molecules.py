@@ -132,7 +132,7 @@ def markdown(result: dict) -> str:
         f"Commit {m['commit']}, {m['machine']}, torch {m['torch']} ({m['threads']} threads); "
         f"command `{m['command']}`; {m['wall_seconds'] / 60:.0f} minutes in all, load average "
         f"{m.get('load_average_at_start', float('nan')):.1f} at the start. CPU figures after minutes of "
-        "training; DiGress trains 1,000 epochs on a GPU.",
+        "training; DiGress trains 1,000 epochs on a GPU." + (f" Note: {m['note']}." if m.get("note") else ""),
         "",
         f"{u['train_steps']} training steps in {u['train_seconds']:.0f} s; {m['samples']} samples, "
         f"ancestral, {m['steps']} steps ({1000 * u['sample_seconds_per_molecule']:.0f} ms per molecule).",
@@ -146,6 +146,11 @@ def markdown(result: dict) -> str:
         "Validity keeps the largest fragment (DiGress's definition); strict validity asks for one "
         "connected molecule. Uniqueness is over the valid samples, novelty over the unique valid ones.",
     ]
+    if m.get("figure"):
+        lines += [
+            "",
+            f"![unconditional samples]({m['figure']}) (the run's RDKit grid; invalid molecules labelled)",
+        ]
     for prop, g in result.get("guided", {}).items():
         name = NAMES.get(prop, prop)
         lines += [
