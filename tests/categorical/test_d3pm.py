@@ -208,3 +208,49 @@ def test_continuous_time_methods_get_a_clear_error_from_grid_transitions():
     spec = from_dict(D3PMConfig, {"transition": "gaussian"}).transition
     with pytest.raises(ValueError, match="discrete-time"):
         build_transition(spec, vocab_size=K, schedule=D3PMConfig().schedule, timesteps=0)
+
+
+class _Offsets(Batch):
+    """A batch whose per-example offset draw (``rand()`` with no shape) returns given values."""
+
+    offsets: torch.Tensor | None = None
+
+    def rand(self, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        if not shape and self.offsets is not None:
+            return self.offsets.to(dtype)
+        return super().rand(*shape, dtype=dtype)
+
+
+def test_nll_time_samples_stratify_the_step_sum(monkeypatch):
+    """With k = nll_time_samples < T - 1 each example's diffusion term is (T - 1)/k times k
+    stratified steps, one per stratum of the i = 2..T sum. With a step term f(i) = i^2 (the KL
+    replaced by a known function of the step) and T - 1 = 9, k = 3, the offsets 1/6, 1/2, 5/6
+    pick each step of every stratum once, so their mean is the exact sum; every step is summed
+    when k = 0. Fails if the (T - 1)/k weight, the first step 2 or the stratification is wrong."""
+    exact_sum = float(sum(i * i for i in range(2, T + 1)))
+    for k, offsets in [(3, [1 / 6, 1 / 2, 5 / 6]), (0, [0.1, 0.4, 0.7])]:
+        method = build("uniform", nll_time_samples=k)
+        seen: list[torch.Tensor] = []
+
+        def step_kl(x0, x_t, s, t, cond=None, seen=seen):
+            i = torch.round(t * T)
+            assert torch.allclose(s, (i - 1) / T)
+            seen.append(i)
+            return i.to(torch.float64) ** 2
+
+        monkeypatch.setattr(method, "step_kl", step_kl)
+        batch = _Offsets(data(3))
+        batch.offsets = torch.tensor(offsets, dtype=torch.float64)
+        out = method.nll(batch)
+        assert torch.equal(out.terms["reconstruction"], torch.ones(3, dtype=torch.float64))
+        if k == 0:
+            assert len(seen) == T and torch.equal(out.terms["diffusion"], torch.full((3,), exact_sum))
+            continue
+        steps = torch.stack(seen[1:], dim=1)  # (B, k): example b's steps, one per stratum
+        assert steps.tolist() == [[2, 5, 8], [3, 6, 9], [4, 7, 10]]
+        assert out.terms["diffusion"].mean().item() == pytest.approx(exact_sum, rel=1e-12)
+
+
+def test_nll_time_samples_is_validated():
+    with pytest.raises(ValueError, match="nll_time_samples"):
+        D3PMConfig(nll_time_samples=-1)

@@ -23,7 +23,9 @@ example in nats:
     \|\,p_\theta(x_{t_{i-1}}|x_{t_i})) - E_q \log p_\theta(x_0|x_{t_1}),
 
 where the last term is the i = 1 KL (its posterior is the point mass on :math:`x_0`). Training
-draws one i per example (:math:`L_{vb} \approx \text{prior} + T\,L_i`); ``nll`` sums all T terms.
+draws one i per example (:math:`L_{vb} \approx \text{prior} + T\,L_i`); ``nll`` sums all T terms,
+or with ``nll_time_samples`` k estimates the i = 2..T sum from k stratified steps per example
+(unbiased; the prior and i = 1 terms stay exact).
 Hybrid loss (Austin et al. 2021, Eq. 5): :math:`L_{vb} + \lambda\,E_q[-\log\hat p(x_0|x_t)]`,
 divided by the number of tokens. (D3PM's code weights the cross-entropy against one step's
 :math:`L_i`, i.e. its lambda is this one divided by T.)
@@ -84,6 +86,7 @@ class D3PMConfig:
     sample_steps: int | None = None  # default steps (None: T); fewer skip with q(x_s|x_t,x0)
     temperature: float = 1.0  # applied to p(x0|x_t) when sampling; 0 = argmax x0
     top_p: float = 1.0  # nucleus filtering of p(x0|x_t) when sampling
+    nll_time_samples: int = 0  # nll: steps per example estimating the i = 2..T sum (0 or >= T - 1: all)
 
     def __post_init__(self) -> None:
         if self.timesteps < 1:
@@ -95,6 +98,10 @@ class D3PMConfig:
         if self.sample_steps is not None and not 1 <= self.sample_steps <= self.timesteps:
             raise ValueError(
                 f"sample_steps must be in 1 .. timesteps={self.timesteps}, got {self.sample_steps}"
+            )
+        if self.nll_time_samples < 0:
+            raise ValueError(
+                f"nll_time_samples must be >= 0 (0: sum every step), got {self.nll_time_samples}"
             )
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError(
@@ -246,22 +253,42 @@ class D3PM(Method):
         metrics = {"bound_nats_per_token": bound_mean / num_tokens, "ce_nats_per_token": ce_mean / num_tokens}
         return LossOutput(total.mean(), total.detach(), metrics)
 
+    def _sums_every_step(self) -> bool:
+        k = self.config.nll_time_samples
+        return k == 0 or k >= self.T - 1
+
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
+        r"""Per-example bound in nats: prior + diffusion (i = 2..T) + reconstruction (i = 1).
+
+        Every step is summed unless ``nll_time_samples`` k < T - 1: then example b uses the steps
+        :math:`i_j = 2 + \lfloor (j + v_b)(T - 1)/k \rfloor`, j = 0..k-1, one offset
+        :math:`v_b \sim U[0, 1)` (stratified: each :math:`(j + v_b)/k` is uniform on its stratum),
+        and :math:`(T - 1)\,\frac1k\sum_j L_{i_j}` is unbiased for the sum of the T - 1 terms.
+        """
         self.check_estimator(estimator)
         x0 = self._check_batch(batch)
-        num_dims = torch.full((x0.shape[0],), float(x0[0].numel()), device=x0.device)
+        B = x0.shape[0]
+        num_dims = torch.full((B,), float(x0[0].numel()), device=x0.device)
+        steps = list(range(2, self.T + 1)) if self._sums_every_step() else None
+        k = self.T - 1 if steps is not None else self.config.nll_time_samples
+        offset = None if steps is not None else batch.rand(dtype=torch.float64)
+
+        def term(i: Tensor) -> Tensor:
+            t, s = i / self.T, (i - 1) / self.T
+            return self.step_kl(x0, self._noise(x0, t, batch), s, t, batch.cond).to(torch.float64)
+
         with torch.no_grad():
             prior = self.transition.prior_kl(x0).to(torch.float64)  # T terms accumulate in float64
+            reconstruction = term(torch.ones(B, dtype=torch.float64, device=x0.device))
             diffusion = torch.zeros_like(prior)
-            reconstruction = torch.zeros_like(prior)
-            for i in range(1, self.T + 1):
-                t = torch.full((x0.shape[0],), i / self.T, dtype=torch.float64, device=x0.device)
-                s = torch.full_like(t, (i - 1) / self.T)
-                term = self.step_kl(x0, self._noise(x0, t, batch), s, t, batch.cond).to(prior.dtype)
-                if i == 1:
-                    reconstruction = term
+            for j in range(k):
+                if steps is not None:
+                    i = torch.full((B,), float(steps[j]), dtype=torch.float64, device=x0.device)
                 else:
-                    diffusion += term
+                    i = torch.clamp(2 + torch.floor((j + offset) * (self.T - 1) / k), max=self.T)
+                diffusion += term(i)
+            if steps is None:
+                diffusion *= (self.T - 1) / k
         nll = prior + diffusion + reconstruction
         if not bool(torch.isfinite(nll).all()):
             raise FloatingPointError("D3PM bound is not finite")
