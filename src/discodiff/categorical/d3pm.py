@@ -253,10 +253,6 @@ class D3PM(Method):
         metrics = {"bound_nats_per_token": bound_mean / num_tokens, "ce_nats_per_token": ce_mean / num_tokens}
         return LossOutput(total.mean(), total.detach(), metrics)
 
-    def _sums_every_step(self) -> bool:
-        k = self.config.nll_time_samples
-        return k == 0 or k >= self.T - 1
-
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
         r"""Per-example bound in nats: prior + diffusion (i = 2..T) + reconstruction (i = 1).
 
@@ -269,9 +265,11 @@ class D3PM(Method):
         x0 = self._check_batch(batch)
         B = x0.shape[0]
         num_dims = torch.full((B,), float(x0[0].numel()), device=x0.device)
-        steps = list(range(2, self.T + 1)) if self._sums_every_step() else None
-        k = self.T - 1 if steps is not None else self.config.nll_time_samples
-        offset = None if steps is not None else batch.rand(dtype=torch.float64)
+        k = self.config.nll_time_samples
+        if k == 0 or k >= self.T - 1:  # every step: the same formula with k = T - 1 and v = 0
+            k, offset = self.T - 1, torch.zeros(B, dtype=torch.float64, device=x0.device)
+        else:
+            offset = batch.rand(dtype=torch.float64)
 
         def term(i: Tensor) -> Tensor:
             t, s = i / self.T, (i - 1) / self.T
@@ -282,13 +280,8 @@ class D3PM(Method):
             reconstruction = term(torch.ones(B, dtype=torch.float64, device=x0.device))
             diffusion = torch.zeros_like(prior)
             for j in range(k):
-                if steps is not None:
-                    i = torch.full((B,), float(steps[j]), dtype=torch.float64, device=x0.device)
-                else:
-                    i = torch.clamp(2 + torch.floor((j + offset) * (self.T - 1) / k), max=self.T)
-                diffusion += term(i)
-            if steps is None:
-                diffusion *= (self.T - 1) / k
+                diffusion += term(torch.clamp(2 + torch.floor((j + offset) * (self.T - 1) / k), max=self.T))
+            diffusion *= (self.T - 1) / k  # 1 when every step is summed
         nll = prior + diffusion + reconstruction
         if not bool(torch.isfinite(nll).all()):
             raise FloatingPointError("D3PM bound is not finite")
