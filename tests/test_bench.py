@@ -145,3 +145,41 @@ def test_bench_end_to_end(tmp_path, capsys):
     assert (out / "quality_vs_time.png").stat().st_size > 0
     assert main(["bench", "toy2d", "--budget", "4", "--methods", "ddpm", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_failed_method_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A method whose training stops on a non-finite value gets a ``failed`` row and a line in the
+    leaderboard, and the next method is still trained and measured (fails if the bench lets the
+    TrainingError end the run, or drops the row)."""
+    from discodiff.bench import command
+    from discodiff.errors import TrainingError
+
+    real = command.train_method
+
+    def train_method(suite, name, *args, **kwargs):
+        if name == "sde_vp":
+            raise TrainingError("gradient norm became nan at step 7; training stopped")
+        return real(suite, name, *args, **kwargs)
+
+    monkeypatch.setattr(command, "train_method", train_method)
+    out = tmp_path / "bench"
+    sets = [
+        "--set=quality.samples=100",
+        "--set=quality.draws=1",
+        "--set=quality.steps=[5]",
+        "--set=data.eval_size=100",
+        "--set=likelihood.curve_points=1",
+        "--set=likelihood.examples=50",
+        "--set=likelihood.curve_examples=50",
+        "--set=methods.ddpm.method.timesteps=20",
+        "--set=methods.ddpm.samplers=[ancestral]",
+        "--set=methods.ddpm.estimators=[bound]",
+    ]
+    args = ["bench", "toy2d", "--budget", "2", "--methods", "sde_vp,ddpm", "--out", str(out), *sets]
+    assert main(args) == 0
+    rows = json.loads((out / "results.json").read_text())
+    failed = [r for r in rows if r["kind"] == "failed"]
+    assert [r["method"] for r in failed] == ["sde_vp"] and "step 7" in failed[0]["error"]
+    assert {r["method"] for r in rows if r["kind"] == "sampling"} == {"ddpm"}
+    board = (out / "leaderboard.md").read_text()
+    assert "Training failed" in board and "sde_vp: gradient norm became nan at step 7" in board

@@ -3,7 +3,7 @@
 ``DIR`` (default ``bench_results/SUITE-YYYYmmdd-HHMMSS``) must be new or empty: every run writes a
 new directory and nothing is merged across runs. It receives
 
-- ``results.json``: a list of rows (``kind``: ``train``, ``curve``, ``likelihood``, ``sampling``,
+- ``results.json``: a list of rows (``kind``: ``train``, ``failed``, ``curve``, ``likelihood``, ``sampling``,
   ``data``), each with the suite, method, commit, config hash, machine, seed and budget;
 - ``leaderboard.md``, ``likelihood_vs_time.png``, ``quality_vs_time.png``;
 - ``runs/METHOD/``: each method's run directory (config, checkpoint, metrics log).
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..config import ConfigError
+from ..errors import TrainingError
 from ..state import batch_size, index
 from .measure import data_row, estimators_of, evenly_spaced, likelihood, sampling_rows, validation_set
 from .provenance import commit, machine, utc_now
@@ -90,9 +91,15 @@ def run_bench(
         log(f"bench: {name}: training for {budget_s:g} s")
 
         run_dir = out / "runs" / name
-        trained = train_method(
-            suite, name, budget_s, run_dir, out / "artifacts", _curve_fn(suite, entry), log
-        )
+        try:
+            trained = train_method(
+                suite, name, budget_s, run_dir, out / "artifacts", _curve_fn(suite, entry), log
+            )
+        except TrainingError as err:  # one diverged method must not end the comparison
+            log(f"bench: {name}: training failed, the run goes on: {err}")
+            rows.append({"kind": "failed", **prov, "error": str(err), "run_dir": str(run_dir)})
+            _write_rows(out, rows)
+            continue
         method, data = trained.method, trained.data
         rows.append({"kind": "train", **prov, **trained.record, "run_dir": str(run_dir)})
         rows += [{"kind": "curve", **prov, **point} for point in trained.curve]

@@ -116,6 +116,10 @@ def leaderboard(rows: list[dict], meta: dict, suite: Suite) -> str:
                 )
             lines.append(head + " " + " | ".join(cells) + " |")
         lines.append("")
+    failed = [r for r in rows if r["kind"] == "failed"]
+    if failed:
+        lines += ["## Training failed (no likelihood or samples)", ""]
+        lines += [f"- {r['method']}: {r['error']}" for r in failed] + [""]
     lines += ["Plots: `likelihood_vs_time.png`, `quality_vs_time.png`; rows: `results.json`.", ""]
     return "\n".join(lines)
 
