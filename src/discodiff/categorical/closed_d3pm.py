@@ -34,9 +34,19 @@ import math
 import torch
 from torch import Tensor
 
+from ..utils import log1mexp
 from .closed_forms import ClosedForm
 from .masked_process import unmask_log_probs
 from .normalized_rows import row_stats, stats_and_sums
+
+
+def _log_rest(log_p: Tensor) -> Tensor:
+    r""":math:`\log(1 - p)` from :math:`\log p \le 0`, with :math:`-\infty` and a zero gradient where
+    :math:`\log p = 0` (a prediction confident beyond float precision: the other values' mass is 0
+    to that precision). ``log1mexp(0)`` alone has an infinite derivative, which ``logaddexp`` turns
+    into a NaN gradient (a D3PM uniform text run diverged so at step 239)."""
+    below = log_p < 0
+    return torch.where(below, log1mexp(torch.where(below, log_p, -1.0)), -math.inf)
 
 
 def _xlogx(p: Tensor) -> Tensor:
@@ -73,7 +83,7 @@ def step_kl_and_ce(
         log_p_x = (z_x - lse).double()
         if form == "average":
             log_qx_x = torch.logaddexp(log_keep_t, log_beta_t)  # q(x_t = x | x_0 = x)
-            log_w_sum = torch.logaddexp(log_p_x - log_qx_x, torch.log1p(-log_p_x.exp()) - log_beta_t)
+            log_w_sum = torch.logaddexp(log_p_x - log_qx_x, _log_rest(log_p_x) - log_beta_t)
             return log_keep_s - log_beta_t, log_keep_s - log_qx_x, log_beta_s + log_w_sum, log_w_sum
         return log_keep_s, log_keep_s, log_beta_s, torch.zeros_like(log_p_x)
 
