@@ -58,3 +58,13 @@ def test_trainer_uses_the_groups(tmp_path):
     decay, no_decay = trainer.opt.param_groups
     assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
+
+
+def test_discrete_flow_base_logits_do_not_decay():
+    """The flow's base logits (L, K) are log-probabilities: decay would pull the base toward uniform.
+    The layers' networks decay as any network. Mutation: drop DiscreteFlow.no_weight_decay."""
+    text = {"data": {"name": "text", "seq_len": 8}}
+    net = {"name": "transformer", "width": 8, "depth": 1, "heads": 1}
+    _, flow = build_run(parse_config({**text, "method": {"name": "discrete_flow"}, "net": net}))
+    decayed = _decayed(flow)
+    assert "base_logits" not in decayed and "layers.0.net.head.weight" in decayed

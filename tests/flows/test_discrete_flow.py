@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from discodiff.base import Batch
 from discodiff.data.base import DataInfo
-from discodiff.errors import UsageError
+from discodiff.errors import ConfigError, UsageError
 from discodiff.flows import AutoregressiveLayer, DiscreteFlow, DiscreteFlowConfig, LocationScale, Modulus
 from discodiff.flows.method import build_discrete_flow
 from discodiff.flows.modular import mod_add, mod_sub, one_hot, straight_through
@@ -209,3 +210,53 @@ def test_class_labels_condition_every_layer_and_sampling_refuses_what_flows_cann
     info = method.sampler_info("invert")
     assert info.deterministic and info.nfe_per_step == 2
     assert method.estimator_info("exact").exact and not method.estimator_info("exact").monte_carlo
+
+
+def test_the_lookup_network_has_a_free_row_per_prefix():
+    """Position d's output is a function of inputs 0..d only, and two different prefixes get
+    different (independent) rows: fails if the prefix id ignores a position or sees a later one."""
+    from discodiff.nets import NetSpec
+    from discodiff.nets.lookup import LookupConfig, build_lookup
+
+    L, V, out = 3, 4, 6
+    net = build_lookup(LookupConfig(), NetSpec((L, V), out, causal=True))
+    ids = torch.cartesian_prod(*[torch.arange(V)] * L)  # every sequence
+    y = net(one_hot(ids, V), None, None)  # (V^L, L, out)
+    for d in range(L):
+        rows = {}
+        for seq, row in zip(ids.tolist(), y[:, d], strict=True):
+            key = tuple(seq[: d + 1])
+            if key in rows:
+                assert torch.equal(rows[key], row)  # later positions do not matter
+            rows[key] = row
+        distinct = torch.stack(list(rows.values()))
+        assert torch.unique(distinct, dim=0).shape[0] == V ** (d + 1)  # one row per prefix
+    with pytest.raises(ConfigError, match="causal"):
+        build_lookup(LookupConfig(), NetSpec((L, V), out))
+    with pytest.raises(ConfigError, match="rows"):
+        build_lookup(LookupConfig(), NetSpec((8, 92), out, causal=True))
+
+
+def test_the_ring_toy_learns_the_dependence_with_the_lookup_network():
+    """Tran et al.'s toy (quantized ring, K = 91): one autoregressive location layer on the lookup
+    network ends well below the best factorized model, 5.304 bits/dim (entropy 4.559). Measured:
+    4.90 after 400 steps (a transformer of the same inputs: 5.32 after 1,000)."""
+    from discodiff.data.toy2d_discrete import DiscreteRing, DiscreteRingConfig
+    from discodiff.nets import NetSpec
+    from discodiff.nets.lookup import LookupConfig, build_lookup
+
+    K = 91
+    torch.manual_seed(0)
+    transform = LocationScale(K, 0.1, scale=False)
+    net = build_lookup(LookupConfig(), NetSpec((2, K + 1), K, causal=True))
+    method = DiscreteFlow([AutoregressiveLayer(net, transform, "latent")], vocab_size=K, event_shape=(2,))
+    data = DiscreteRing(DiscreteRingConfig())
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(method.parameters(), lr=1e-2)
+    for _ in range(400):
+        opt.zero_grad()
+        method.loss(Batch(data.sample(512, g))).loss.backward()
+        opt.step()
+    val = data.sample(5000, torch.Generator().manual_seed(1))
+    bits = float(method.nll(Batch(val)).nll.mean()) / 2 / math.log(2)
+    assert bits < 5.05, bits

@@ -87,6 +87,7 @@ class DiscreteFlow(Method):
 
     samplers = ("invert",)
     nll_estimators = ("exact", "bound")  # exact; as its own (tight) bound it answers both
+    no_weight_decay = True  # the base logits (its own parameter) are log-probabilities, not a matrix
     representation = "tokens"
     known_semantics = "none"
 
