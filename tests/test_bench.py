@@ -141,6 +141,7 @@ def test_bench_end_to_end(tmp_path, capsys):
         assert w2["mean"] > 0 and w2["sd"] >= 0 and r["seconds_per_example"] > 0
     board = (out / "leaderboard.md").read_text()
     assert "ddpm" in board and "w2" in board and train["commit"] in board
+    assert "Partial" not in board and "finished" in json.loads((out / "meta.json").read_text())
     assert (out / "likelihood_vs_time.png").stat().st_size > 0
     assert (out / "quality_vs_time.png").stat().st_size > 0
     assert main(["bench", "toy2d", "--budget", "4", "--methods", "ddpm", "--out", str(out)]) == 2
@@ -183,3 +184,37 @@ def test_a_failed_method_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
     assert {r["method"] for r in rows if r["kind"] == "sampling"} == {"ddpm"}
     board = (out / "leaderboard.md").read_text()
     assert "Training failed" in board and "sde_vp: gradient norm became nan at step 7" in board
+
+
+def test_a_stopped_run_keeps_a_partial_leaderboard(tmp_path, monkeypatch):
+    """The leaderboard is rewritten after each method and says it is partial until the run
+    finishes: a run that stops at its second method (here a bug, which keeps its traceback) still
+    has the first method's leaderboard. Fails if the report is written only at the end."""
+    from discodiff.bench import command
+
+    real = command.train_method
+
+    def train_method(suite, name, *args, **kwargs):
+        if name == "sde_vp":
+            raise RuntimeError("a bug")
+        return real(suite, name, *args, **kwargs)
+
+    monkeypatch.setattr(command, "train_method", train_method)
+    out = tmp_path / "bench"
+    sets = [
+        "--set=quality.samples=100",
+        "--set=quality.draws=1",
+        "--set=quality.steps=[5]",
+        "--set=data.eval_size=100",
+        "--set=likelihood.curve_points=1",
+        "--set=likelihood.examples=50",
+        "--set=likelihood.curve_examples=50",
+        "--set=methods.ddpm.method.timesteps=20",
+        "--set=methods.ddpm.samplers=[ancestral]",
+        "--set=methods.ddpm.estimators=[bound]",
+    ]
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["bench", "toy2d", "--budget", "2", "--methods", "ddpm,sde_vp", "--out", str(out), *sets])
+    board = (out / "leaderboard.md").read_text()
+    assert "Partial results" in board and "1 of 2 methods measured (ddpm)" in board
+    assert "finished" not in json.loads((out / "meta.json").read_text())

@@ -5,7 +5,8 @@ new directory and nothing is merged across runs. It receives
 
 - ``results.json``: a list of rows (``kind``: ``train``, ``failed``, ``curve``, ``likelihood``, ``sampling``,
   ``data``), each with the suite, method, commit, config hash, machine, seed and budget;
-- ``leaderboard.md``, ``likelihood_vs_time.png``, ``quality_vs_time.png``;
+- ``leaderboard.md``, ``likelihood_vs_time.png``, ``quality_vs_time.png``, rewritten after each
+  method (until ``meta.json`` has ``finished``, the leaderboard says it is partial);
 - ``runs/METHOD/``: each method's run directory (config, checkpoint, metrics log).
 """
 
@@ -76,7 +77,9 @@ def run_bench(
         "command": command_line,
         "suite_file": _relative(suite.path),
         "description": suite.description,
+        "methods": names,
     }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))  # "finished" is added at the end
     if methods and suite.quality.reference and suite.quality.reference not in methods.split(","):
         log(
             f"bench: also training {suite.quality.reference!r}, the suite's reference model "
@@ -99,6 +102,7 @@ def run_bench(
             log(f"bench: {name}: training failed, the run goes on: {err}")
             rows.append({"kind": "failed", **prov, "error": str(err), "run_dir": str(run_dir)})
             _write_rows(out, rows)
+            write_report(out, rows, meta, suite)
             continue
         method, data = trained.method, trained.data
         rows.append({"kind": "train", **prov, **trained.record, "run_dir": str(run_dir)})
@@ -116,10 +120,12 @@ def run_bench(
         log(f"bench: {name}: sampling")
         rows += [{**prov, **row} for row in sampling_rows(method, data, entry, suite, reference)]
         _write_rows(out, rows)
+        write_report(out, rows, meta, suite)  # a partial leaderboard, so a stopped run keeps one
     if suite.quality.data_row:
         rows.append({**common, "method": f"data ({lik.split} split)", **data_row(data, suite, reference)})
     _write_rows(out, rows)
-    (out / "meta.json").write_text(json.dumps({**meta, "finished": utc_now()}, indent=1))
+    meta["finished"] = utc_now()
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))
     write_report(out, rows, meta, suite)
     return out
 
