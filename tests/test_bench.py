@@ -148,35 +148,45 @@ def test_bench_end_to_end(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def test_a_failed_method_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
-    """A method whose training stops on a non-finite value gets a ``failed`` row and a line in the
-    leaderboard, and the next method is still trained and measured (fails if the bench lets the
-    TrainingError end the run, or drops the row)."""
+SMALL_TWO_METHOD_RUN = [
+    "--set=quality.samples=100",
+    "--set=quality.draws=1",
+    "--set=quality.steps=[5]",
+    "--set=data.eval_size=100",
+    "--set=likelihood.curve_points=1",
+    "--set=likelihood.examples=50",
+    "--set=likelihood.curve_examples=50",
+    "--set=methods.ddpm.method.timesteps=20",
+    "--set=methods.ddpm.samplers=[ancestral]",
+    "--set=methods.ddpm.estimators=[bound]",
+]
+
+
+def _bench_with_sde_vp_raising(error: Exception, tmp_path, monkeypatch) -> tuple[list[str], Path]:
+    """Arguments of a 2 s toy2d run of sde_vp and ddpm, with sde_vp's training raising ``error``."""
     from discodiff.bench import command
-    from discodiff.errors import TrainingError
 
     real = command.train_method
 
     def train_method(suite, name, *args, **kwargs):
         if name == "sde_vp":
-            raise TrainingError("gradient norm became nan at step 7; training stopped")
+            raise error
         return real(suite, name, *args, **kwargs)
 
     monkeypatch.setattr(command, "train_method", train_method)
     out = tmp_path / "bench"
-    sets = [
-        "--set=quality.samples=100",
-        "--set=quality.draws=1",
-        "--set=quality.steps=[5]",
-        "--set=data.eval_size=100",
-        "--set=likelihood.curve_points=1",
-        "--set=likelihood.examples=50",
-        "--set=likelihood.curve_examples=50",
-        "--set=methods.ddpm.method.timesteps=20",
-        "--set=methods.ddpm.samplers=[ancestral]",
-        "--set=methods.ddpm.estimators=[bound]",
-    ]
-    args = ["bench", "toy2d", "--budget", "2", "--methods", "sde_vp,ddpm", "--out", str(out), *sets]
+    args = ["bench", "toy2d", "--budget", "2", "--methods", "sde_vp,ddpm", "--out", str(out)]
+    return args + SMALL_TWO_METHOD_RUN, out
+
+
+def test_a_failed_method_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch):
+    """A method whose training stops on a non-finite value gets a ``failed`` row and a line in the
+    leaderboard, and the next method is still trained and measured (fails if the bench lets the
+    TrainingError end the run, or drops the row)."""
+    from discodiff.errors import TrainingError
+
+    error = TrainingError("gradient norm became nan at step 7; training stopped")
+    args, out = _bench_with_sde_vp_raising(error, tmp_path, monkeypatch)
     assert main(args) == 0
     rows = json.loads((out / "results.json").read_text())
     failed = [r for r in rows if r["kind"] == "failed"]
@@ -190,31 +200,9 @@ def test_a_stopped_run_keeps_a_partial_leaderboard(tmp_path, monkeypatch):
     """The leaderboard is rewritten after each method and says it is partial until the run
     finishes: a run that stops at its second method (here a bug, which keeps its traceback) still
     has the first method's leaderboard. Fails if the report is written only at the end."""
-    from discodiff.bench import command
-
-    real = command.train_method
-
-    def train_method(suite, name, *args, **kwargs):
-        if name == "sde_vp":
-            raise RuntimeError("a bug")
-        return real(suite, name, *args, **kwargs)
-
-    monkeypatch.setattr(command, "train_method", train_method)
-    out = tmp_path / "bench"
-    sets = [
-        "--set=quality.samples=100",
-        "--set=quality.draws=1",
-        "--set=quality.steps=[5]",
-        "--set=data.eval_size=100",
-        "--set=likelihood.curve_points=1",
-        "--set=likelihood.examples=50",
-        "--set=likelihood.curve_examples=50",
-        "--set=methods.ddpm.method.timesteps=20",
-        "--set=methods.ddpm.samplers=[ancestral]",
-        "--set=methods.ddpm.estimators=[bound]",
-    ]
+    args, out = _bench_with_sde_vp_raising(RuntimeError("a bug"), tmp_path, monkeypatch)
     with pytest.raises(RuntimeError, match="a bug"):
-        main(["bench", "toy2d", "--budget", "2", "--methods", "ddpm,sde_vp", "--out", str(out), *sets])
+        main(args)
     board = (out / "leaderboard.md").read_text()
     assert "Partial results" in board and "1 of 2 methods measured (ddpm)" in board
     assert "finished" not in json.loads((out / "meta.json").read_text())
