@@ -51,8 +51,13 @@ class CausalLookup(nn.Module):
         offsets = torch.tensor([sum(sizes[:d]) for d in range(length)])
         self.register_buffer("offsets", offsets, persistent=False)
         self.register_buffer("powers", vocab ** torch.arange(length), persistent=False)
-        self.table = nn.Embedding(sum(sizes), out)
+        self.table = nn.Embedding(self.rows(length, vocab), out)
         nn.init.uniform_(self.table.weight, -init_scale, init_scale)
+
+    @staticmethod
+    def rows(length: int, vocab: int) -> int:
+        """Table rows for ``length`` positions of ``vocab`` values: one per prefix."""
+        return sum(vocab ** (d + 1) for d in range(length))
 
     def forward(self, x: Tensor, t: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
         """``(B, L', V)`` inputs (L' <= L, the first L' positions) -> ``(B, L', out)``."""
@@ -78,7 +83,7 @@ def build_lookup(config: LookupConfig, spec: NetSpec) -> CausalLookup:
     if spec.num_classes > 0:
         raise ConfigError("net 'lookup' takes no class labels (the data set has labels)")
     length, vocab = spec.event_shape
-    rows = sum(vocab ** (d + 1) for d in range(length))
+    rows = CausalLookup.rows(length, vocab)
     if rows > MAX_ROWS:
         raise ConfigError(
             f"net 'lookup' needs a table of {rows:,} rows for {length} positions of {vocab} values "
