@@ -58,10 +58,9 @@ def leaderboard(rows: list[dict], meta: dict, suite: Suite) -> str:
     ]
     if "finished" not in meta:
         done = sorted({r["method"] for r in rows if r["kind"] in ("train", "failed")})
-        planned = meta.get("methods", [])
         lines += [
             f"**Partial results**: the run has not finished (or was stopped): {len(done)} of "
-            f"{len(planned) or '?'} methods measured ({', '.join(done) or 'none'}).",
+            f"{len(meta['methods'])} methods measured ({', '.join(done) or 'none'}).",
             "",
         ]
     if lik:
