@@ -52,7 +52,7 @@ def test_nan_network_output_stops_training_with_step_and_checkpoint(name, tmp_pa
     checkpoint, for every registered method (what each one detects: NaN logits, a NaN loss, a NaN
     gradient). Mutations: drop the FloatingPointError conversion in ``Trainer.stop_on_nonfinite``
     (the token and embedding methods, which check their outputs, then end in a raw
-    FloatingPointError); drop the loss and gradient checks in ``Trainer.train_step`` (the Gaussian
+    FloatingPointError); drop the loss and gradient checks in ``Trainer.check_finite`` (the Gaussian
     method then trains on NaN)."""
     torch.manual_seed(0)
     data, method = _method(name)

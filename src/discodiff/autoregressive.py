@@ -56,6 +56,7 @@ from .errors import ConfigError
 from .guidance import with_null_labels
 from .nets.base import NetSpec
 from .progress import track
+from .state import check_id_range
 from .utils import LN2
 
 
@@ -129,11 +130,8 @@ class Autoregressive(Method):
         cond = drop_labels(batch, self.config.cond_drop_prob)
         per_token = self.token_nll(batch.x, cond)  # (B, L)
         loss = per_token.mean()
-        value = float(loss.detach())  # one host synchronization: check and metric
-        if not math.isfinite(value):
-            raise FloatingPointError(f"autoregressive loss is {value}")
         per_example = per_token.detach().mean(dim=1)
-        return LossOutput(loss, per_example, {"bits_per_token": value / LN2})
+        return LossOutput(loss, per_example, {"bits_per_token": loss.detach() / LN2})
 
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
         r"""Exact :math:`-\log p_\theta(x) = \sum_i \mathrm{CE}_i` (B,) float64 nats; ``num_dims``
@@ -237,10 +235,7 @@ class Autoregressive(Method):
                 f"expected long tokens of shape (B, {', '.join(map(str, self.event_shape))}), "
                 f"got {x.dtype} {tuple(x.shape)}"
             )
-        if x.numel() > 0:
-            lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one host synchronization
-            if lo < 0 or hi >= self.vocab_size:
-                raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{lo}, {hi}]")
+        check_id_range(x, self.vocab_size, "the tokens")  # one host synchronization
         return x.reshape(x.shape[0], -1)
 
 

@@ -106,12 +106,14 @@ class LossOutput:
     Attributes:
         loss: scalar to minimize (a mean over the batch).
         per_example: ``(B,)`` detached per-example loss values.
-        metrics: extra detached scalars worth logging (name -> value).
+        metrics: extra detached scalars worth logging (name -> value): 0-dim tensors (or floats),
+            left on the device so the training step needs no host synchronization; the trainer
+            reads them at logging steps.
     """
 
     loss: Tensor
     per_example: Tensor
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Tensor | float] = field(default_factory=dict)
 
 
 @dataclass

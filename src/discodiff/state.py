@@ -14,8 +14,10 @@ releases follow torch's.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -113,3 +115,66 @@ def check_finite(state: State, what: str) -> None:
                 f"{what} contains NaN or infinite values in {len(bad)} example(s), "
                 f"first at index {int(bad[0])}"
             )
+
+
+_DEFERRED = contextvars.ContextVar("discodiff_checks_deferred", default=False)
+
+
+@contextmanager
+def deferred_checks() -> Iterator[None]:
+    """Inside this context, value checks that would read a tensor back from the device (one host
+    synchronization each) are skipped: the caller checks elsewhere.
+
+    The trainer enters it for its training step: it checks every batch on the host before the
+    batch moves to the device (:func:`check_ids`, where reading values costs no synchronization)
+    and reads whether the loss and gradient were finite at logging steps. Skipped inside: the
+    id-range checks of tokens and the finiteness check of logits. Shape and dtype checks, which
+    read no values, always run.
+    """
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def checks_deferred() -> bool:
+    """Whether the caller is inside :func:`deferred_checks`."""
+    return _DEFERRED.get()
+
+
+def host_uniform() -> float:
+    """One U[0, 1) draw from torch's CPU generator: a host value on every device (no
+    synchronization), the same in every micro-batch and rank of a step (the trainer restores the
+    CPU generator between micro-batches, and every rank seeds it alike), saved with the run."""
+    return float(torch.rand(()))
+
+
+def check_id_range(x: Tensor, num_ids: int, what: str) -> None:
+    """Refuse ids outside ``[0, num_ids)`` in the integer tensor ``x`` (a ``ValueError`` naming
+    the range found); one host synchronization, skipped inside :func:`deferred_checks`."""
+    if x.numel() == 0 or _DEFERRED.get():
+        return
+    low, high = torch.stack(torch.aminmax(x)).tolist()
+    if low < 0 or high >= num_ids:
+        raise ValueError(f"{what} has ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")
+
+
+def check_ids(state: State, info: Any, what: str) -> None:
+    """Refuse category ids outside the data's vocabulary in any ``"tokens"`` field of ``state``
+    (``info`` a :class:`~discodiff.data.base.DataInfo`), as a ``DataError`` naming ``what``.
+    Meant for host tensors (the trainer's batch before it moves to the device)."""
+    if isinstance(state, Tensor):
+        limits = [(state, info.vocab_size)] if info.kind == "tokens" else []
+    else:
+        limits = [
+            (getattr(state, name), field.vocab_size)
+            for name, field in info.fields.items()
+            if field.kind == "tokens" and isinstance(getattr(state, name, None), Tensor)
+        ]
+    for tensor, num_ids in limits:
+        if num_ids is None or tensor.numel() == 0:
+            continue
+        low, high = int(tensor.min()), int(tensor.max())
+        if low < 0 or high >= num_ids:
+            raise DataError(f"{what} has category ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")

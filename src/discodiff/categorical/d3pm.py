@@ -34,7 +34,6 @@ divided by the number of tokens. (D3PM's code weights the cross-entropy against 
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -59,7 +58,7 @@ from ..config import Spec, component
 from ..errors import ConfigError
 from ..progress import track
 from ..schedules import SCHEDULES, Schedule
-from ..utils import sum_except_batch
+from ..utils import stratified_steps, sum_except_batch
 from .closed_d3pm import step_kl_and_ce
 from .closed_forms import closed_form
 from .guidance import guided_log_probs, network_calls
@@ -245,31 +244,27 @@ class D3PM(Method):
         step, ce = sum_except_batch(kl), sum_except_batch(ce)
         bound = prior.to(step.dtype) + self.T * step
         total = (bound + self.config.hybrid_lambda * ce) / num_tokens
-        # one host synchronization for check and metrics (a non-finite row makes the mean so)
-        means = torch.stack([total.detach().mean(), bound.detach().mean(), ce.detach().mean()])
-        checked, bound_mean, ce_mean = means.tolist()
-        if not math.isfinite(checked):
-            raise FloatingPointError("D3PM loss is not finite")
-        metrics = {"bound_nats_per_token": bound_mean / num_tokens, "ce_nats_per_token": ce_mean / num_tokens}
+        metrics = {  # tensors: no host synchronization (the trainer checks the loss is finite)
+            "bound_nats_per_token": bound.detach().mean() / num_tokens,
+            "ce_nats_per_token": ce.detach().mean() / num_tokens,
+        }
         return LossOutput(total.mean(), total.detach(), metrics)
 
     def nll(self, batch: Batch, *, estimator: str = "bound") -> NLLOutput:
         r"""Per-example bound in nats: prior + diffusion (i = 2..T) + reconstruction (i = 1).
 
-        Every step is summed unless ``nll_time_samples`` k < T - 1: then example b uses the steps
-        :math:`i_j = 2 + \lfloor (j + v_b)(T - 1)/k \rfloor`, j = 0..k-1, one offset
-        :math:`v_b \sim U[0, 1)` (stratified: each :math:`(j + v_b)/k` is uniform on its stratum),
-        and :math:`(T - 1)\,\frac1k\sum_j L_{i_j}` is unbiased for the sum of the T - 1 terms.
+        Every step is summed unless ``nll_time_samples`` k < T - 1: then each example uses k
+        stratified steps, an unbiased estimate of the sum of the T - 1 terms
+        (:func:`~discodiff.utils.stratified_steps`).
         """
         self.check_estimator(estimator)
         x0 = self._check_batch(batch)
         B = x0.shape[0]
         num_dims = torch.full((B,), float(x0[0].numel()), device=x0.device)
         k = self.config.nll_time_samples
-        if k == 0 or k >= self.T - 1:  # every step: the same formula with k = T - 1 and v = 0
-            k, offset = self.T - 1, torch.zeros(B, dtype=torch.float64, device=x0.device)
-        else:
-            offset = batch.rand(dtype=torch.float64)
+        exact = k == 0 or k >= self.T - 1
+        offset = torch.zeros(B, device=x0.device) if exact else batch.rand(dtype=torch.float64)
+        steps, weight = stratified_steps(self.T, k, offset)
 
         def term(i: Tensor) -> Tensor:
             t, s = i / self.T, (i - 1) / self.T
@@ -279,9 +274,9 @@ class D3PM(Method):
             prior = self.transition.prior_kl(x0).to(torch.float64)  # T terms accumulate in float64
             reconstruction = term(torch.ones(B, dtype=torch.float64, device=x0.device))
             diffusion = torch.zeros_like(prior)
-            for j in range(k):
-                diffusion += term(torch.clamp(2 + torch.floor((j + offset) * (self.T - 1) / k), max=self.T))
-            diffusion *= (self.T - 1) / k  # 1 when every step is summed
+            for i in steps:
+                diffusion += term(i)
+            diffusion *= weight  # 1 when every step is summed
         nll = prior + diffusion + reconstruction
         if not bool(torch.isfinite(nll).all()):
             raise FloatingPointError("D3PM bound is not finite")

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..base import check_known
+from ..state import check_id_range, checks_deferred
 
 
 def check_tokens(x: Tensor, *, num_ids: int, event_shape: Sequence[int] | None, what: str) -> Tensor:
@@ -25,10 +26,7 @@ def check_tokens(x: Tensor, *, num_ids: int, event_shape: Sequence[int] | None, 
         raise ValueError(
             f"{what} must have shape (B, {', '.join(map(str, event_shape))}), got {tuple(x.shape)}"
         )
-    if x.numel() > 0:
-        low, high = torch.stack(torch.aminmax(x)).tolist()  # one host synchronization
-        if low < 0 or high >= num_ids:
-            raise ValueError(f"{what} has ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")
+    check_id_range(x, num_ids, what)  # one host synchronization (none in the trainer's step)
     return x.long()
 
 
@@ -36,17 +34,18 @@ def check_logits(logits: Tensor, *, expected: Sequence[int]) -> Tensor:
     """Check a network's logits: shape ``expected``, no NaN or +inf (``-inf`` = zero probability).
 
     The value check is one reduction (NaN propagates through the maximum) and runs where autograd
-    is off (sampling, likelihood). In a training forward pass it is left to the loss's own
-    finiteness check, which a NaN or +inf logit that matters reaches: no extra pass over the
-    logits and no host synchronization per step. Half-precision logits are upcast to float32 for
-    the log-space math.
+    is off (sampling, likelihood) outside the trainer's step. In training it is left to the
+    trainer's finiteness check of the loss, which a NaN or +inf logit that matters reaches: no
+    extra pass over the logits and no host synchronization per step. Half-precision logits are
+    upcast to float32 for the log-space math.
     """
     if tuple(logits.shape) != tuple(expected):
         raise ValueError(
             f"the network returned logits of shape {tuple(logits.shape)}, expected {tuple(expected)} "
             "(one logit per data category for every token)"
         )
-    if not torch.is_grad_enabled() and logits.numel() > 0 and not bool(logits.amax() < float("inf")):
+    check = not torch.is_grad_enabled() and not checks_deferred() and logits.numel() > 0
+    if check and not bool(logits.amax() < float("inf")):
         raise FloatingPointError("the network returned NaN or +inf logits")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()

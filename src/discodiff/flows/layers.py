@@ -68,7 +68,10 @@ class LocationScale(nn.Module):
     def params(self, out: Tensor) -> tuple[Tensor, Tensor | None]:
         """``(B, L, out_channels)`` raw outputs -> straight-through :math:`\\mu` and unit :math:`\\sigma`."""
         out = out.float()
-        if not bool(torch.isfinite(out).all()):  # NaN would pick an arbitrary (even non-unit) id
+        # NaN would pick an arbitrary (even non-unit) id. Checked where autograd is off (sampling,
+        # likelihood); in training the straight-through value itself is NaN (one-hot + soft - soft),
+        # so the loss is, and the trainer's finiteness check stops without a host sync per step
+        if not torch.is_grad_enabled() and not bool(torch.isfinite(out).all()):
             raise FloatingPointError("the discrete flow's network returned NaN or inf")
         loc = straight_through(out[..., : self.K], self.temperature)
         if not self.scale:

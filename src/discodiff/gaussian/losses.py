@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.special import log_ndtr
 
-from ..utils import log1mexp, sum_except_batch
+from ..utils import log1mexp, stratified_steps, sum_except_batch
 from .process import GaussianProcess
 
 if TYPE_CHECKING:
@@ -188,22 +188,30 @@ def discrete_time_bound(
     denoise: Callable[[Tensor, Tensor], Denoised],
     batch: Batch,
     reverse_variance: str,
+    samples: int = 0,
 ) -> Tensor:
     r"""The bound's diffusion part in discrete time, :math:`\sum_{i=2}^{T} D_{KL}(q(x_{t_{i-1}}|x_{t_i},
     x_0)\,\|\,p_\theta(x_{t_{i-1}}|x_{t_i}))` with :math:`t_i = i/T` (Ho et al. 2020, Eq. 5), every
     term at one draw :math:`x_{t_i} \sim q(x_{t_i}|x_0)` from ``batch``'s generator; (B,) nats.
+    With ``samples`` k in 1 .. T - 2, the sum is estimated without bias from k stratified steps
+    per example (:func:`~discodiff.utils.stratified_steps`; one offset per example from
+    ``batch``'s generator); 0 sums every step.
 
     ``denoise(x_t, t)`` gives :math:`\hat x_0` (and the learned variance, if any) of
     :func:`reverse_log_variance`'s ``reverse_variance``."""
-    total = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
-    for i in range(2, timesteps + 1):
-        t = torch.full((x0.shape[0],), i / timesteps, dtype=torch.float64, device=x0.device)
+    B = x0.shape[0]
+    exact = samples == 0 or samples >= timesteps - 1
+    offset = torch.zeros(B, device=x0.device) if exact else batch.rand(dtype=torch.float64)
+    steps, weight = stratified_steps(timesteps, samples, offset)
+    total = torch.zeros(B, dtype=torch.float64, device=x0.device)
+    for i in steps:
+        t = i / timesteps
         s = t - 1.0 / timesteps
         x_t = process.marginal(x0, t, batch.randn(*x0.shape[1:], dtype=x0.dtype))
         d = denoise(x_t, t)
         log_var = reverse_log_variance(process, s, t, d.var_frac, reverse_variance)
         total += diffusion_step_kl(process, x0, x_t, d.x0, s, t, log_var)
-    return total
+    return total * weight
 
 
 def log_snr_bound(

@@ -243,7 +243,7 @@ class GaussianDiffusion(Method):
         x_t = self.process.marginal(x0, t, eps)
         d = self.denoiser(x_t, t, cond)
         sq_err = sum_except_batch((eps - d.eps) ** 2)
-        metrics: dict[str, float] = {}
+        metrics: dict[str, Tensor] = {}
         total = torch.zeros(x0.shape[0], dtype=torch.float64, device=x0.device)
         if self.config.loss in ("simple", "hybrid"):
             if self.weighting == "likelihood":
@@ -252,19 +252,16 @@ class GaussianDiffusion(Method):
                 alpha, sigma = self.process.alpha_sigma(t)
                 w = eps_mse_weight(self.weighting, alpha, sigma, min_snr_gamma=self.config.min_snr_gamma)
             simple = w * sq_err / dims
-            metrics["mse_eps"] = float(sq_err.detach().mean() / dims)
+            metrics["mse_eps"] = sq_err.detach().mean() / dims
             total = total + simple
         if self.config.loss in ("vlb", "hybrid"):
             prior = prior_kl(self.process, x0, self.t_max)
             if self.T:
                 first = t < 1.5 / self.T
-                # the decoder only where it is used: at large t its interval probabilities underflow
-                # and a masked -inf still sends NaN gradients through torch.where
-                decoder = torch.zeros_like(total)
-                if bool(first.any()):
-                    decoder[first] = reconstruction_nll(
-                        x0[first], d.x0[first], self._decoder_log_std(t[first]), self.levels
-                    ).to(total.dtype)
+                # the decoder on every row (boolean indexing would synchronize) at the first step's
+                # std; used where t = t_1 only (log_normal_interval keeps far-off rows finite)
+                log_std = self._decoder_log_std(torch.full_like(t, 1 / self.T))
+                decoder = reconstruction_nll(x0, d.x0, log_std, self.levels).to(total.dtype)
                 kl = self._step_kl(
                     x0, x_t, t, d, detach_mean=self.config.loss == "hybrid" and self.config.learn_variance
                 )
@@ -274,7 +271,7 @@ class GaussianDiffusion(Method):
                 diffusion = log_snr_diffusion_term(eps, d.eps, dlam)
                 rec = self._reconstruction(x0, cond, batch.randn(*x0.shape[1:], dtype=x0.dtype))
                 vlb = prior + diffusion + rec
-            metrics["vlb_nats_per_dim"] = float(vlb.detach().mean() / dims)
+            metrics["vlb_nats_per_dim"] = vlb.detach().mean() / dims
             total = total + (1.0 if self.config.loss == "vlb" else self.config.hybrid_lambda) * vlb / dims
         return LossOutput(total.mean().to(x0.dtype), total.detach(), metrics)
 

@@ -102,8 +102,11 @@ class GaussianProcess(ABC):
         This is the marginal's scale for unit-variance data: 1 for VP, about
         :math:`\sigma_{max}` for VE (Song et al. 2021, Sec. 3.4).
         """
-        a, s = self.alpha_sigma(torch.tensor([t_max], dtype=torch.float64))
-        return float(torch.sqrt(a**2 + s**2))
+        cache = self.__dict__.setdefault("_prior_std", {})  # a constant of the schedule: computed once
+        if t_max not in cache:
+            a, s = self.alpha_sigma(torch.tensor([t_max], dtype=torch.float64))
+            cache[t_max] = float(torch.sqrt(a**2 + s**2))
+        return cache[t_max]
 
 
 @PROCESSES.register("vp")

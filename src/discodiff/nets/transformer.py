@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..state import check_id_range
 from .adaln import gated_add, modulate
 from .attention import KVCache, RopeTables, SelfAttention
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
@@ -252,10 +253,8 @@ class Transformer(nn.Module):
         if self.input_vocab is not None:
             if x.dim() != 2 or x.dtype != torch.long:
                 raise ValueError(f"token input must be (B, L) long, got {x.dtype} {tuple(x.shape)}")
-            if values and x.numel() > 0:
-                lo, hi = torch.stack(torch.aminmax(x)).tolist()
-                if lo < 0 or hi >= self.input_vocab:
-                    raise ValueError(f"token ids must lie in [0, {self.input_vocab}), got [{lo}, {hi}]")
+            if values:
+                check_id_range(x, self.input_vocab, "the network's token input")
         elif x.dim() != 3 or not x.is_floating_point() or x.shape[2] != self.d_in:
             raise ValueError(
                 f"vector input must be (B, L, {self.d_in}) float, got {x.dtype} {tuple(x.shape)}"
