@@ -33,8 +33,11 @@ CONFIGS = [
     "shakespeare/sedd_absorb",
     "shakespeare/ar",
     "shakespeare/cdcd",
+    "shakespeare/discrete_flow",
     "toy2d/ddpm",
+    "toy2d/sde_vp",
     "digits/ddpm",  # the hybrid loss: its decoder term
+    "graphs/planar",
 ]
 
 
@@ -62,3 +65,26 @@ def test_a_nan_loss_between_logging_steps_stops_at_its_own_step(tmp_path, host_s
         trainer.train_step()  # no error yet: nothing is read back
     with pytest.raises(TrainingError, match=r"loss became nan at step 2; training stopped"):
         trainer.check_finite()
+
+
+def test_out_of_vocabulary_ids_in_a_training_batch_are_refused_on_the_host(tmp_path, host_syncs):
+    """Inside the step the device-side id checks are skipped, so the trainer checks the host batch:
+    an id equal to the vocabulary size (MDLM's [MASK] id, which the network would accept) is a
+    DataError naming the step. Mutation: drop ``check_ids`` in ``Trainer._micro_batches`` (the
+    step then trains on the id as if it were a mask)."""
+    from discodiff.errors import DataError
+
+    module, _ = host_syncs
+    trainer = module.build_trainer("shakespeare/mdlm", tmp_path / "run")
+    vocab = trainer.data.info.vocab_size
+    real_next = trainer.stream.next
+
+    def corrupted(n):
+        x, cond = real_next(n)
+        x = x.clone()
+        x[0, 0] = vocab
+        return x, cond
+
+    trainer.stream.next = corrupted
+    with pytest.raises(DataError, match=rf"training batch of step 1 has category ids in \[\d+, {vocab}\]"):
+        trainer.train_step()

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..categorical.logspace import NEG_INF
+from ..state import checks_deferred
 
 
 def straight_through(logits: Tensor, temperature: float) -> Tensor:
@@ -122,7 +123,11 @@ class Modulus(nn.Module):
         return logits.masked_fill(~self.is_unit, NEG_INF)
 
     def check_units(self, scale_ids: Tensor) -> None:
-        """Refuse scales that share a factor with K (the map would not be a bijection)."""
+        """Refuse scales that share a factor with K (the map would not be a bijection); skipped
+        inside the trainer's step (:func:`~discodiff.state.deferred_checks`), whose scales come
+        from :meth:`restrict_to_units`."""
+        if checks_deferred():
+            return
         bad = ~self.is_unit[scale_ids]
         if bool(bad.any()):
             value = int(scale_ids[bad][0])

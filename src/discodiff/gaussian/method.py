@@ -194,8 +194,10 @@ class GaussianDiffusion(Method):
         return torch.full((n,), value, dtype=torch.float64, device=device)
 
     def _log_snr_range(self) -> tuple[float, float]:
-        lam = self.process.schedule.log_snr(torch.tensor([self.t_max, self.t_first], dtype=torch.float64))
-        return float(lam[0]), float(lam[1])
+        if getattr(self, "_lam_range", None) is None:  # constants of the schedule: computed once
+            lam = self.process.schedule.log_snr(torch.tensor([self.t_max, self.t_first], dtype=torch.float64))
+            self._lam_range = (float(lam[0]), float(lam[1]))
+        return self._lam_range
 
     def _uses_log_snr_sampling(self) -> bool:
         return self.T == 0 and (self.weighting == "likelihood" or self.config.loss == "vlb")

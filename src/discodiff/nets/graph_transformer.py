@@ -123,8 +123,7 @@ class GraphAttention(nn.Module):
         scores = torch.addcmul(scores + self.e_add(e), scores, self.e_mul(e))
         film = self.y_e_mul(y)[:, None, None] + 1
         new_e = self.e_out(torch.addcmul(self.y_e_add(y)[:, None, None], film, scores)) * pm
-        if not bool(node_mask.all()):  # attend to real nodes only
-            scores = scores.masked_fill(~node_mask[:, None, :, None], NEG_LARGE)
+        scores = scores.masked_fill(~node_mask[:, None, :, None], NEG_LARGE)  # attend to real nodes only
         attn = torch.softmax(scores, dim=2)
         v = (self.v(x) * xm)[:, None]  # (B, 1, n, dx)
         weighted = (attn * v).sum(dim=2)  # (B, n, dx)
