@@ -235,7 +235,7 @@ class Autoregressive(Method):
                 f"expected long tokens of shape (B, {', '.join(map(str, self.event_shape))}), "
                 f"got {x.dtype} {tuple(x.shape)}"
             )
-        check_id_range(x, self.vocab_size, "the tokens")  # one host synchronization
+        check_id_range(x, self.vocab_size, "the token sequence")  # one host synchronization
         return x.reshape(x.shape[0], -1)
 
 
