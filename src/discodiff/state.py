@@ -153,11 +153,16 @@ def host_uniform() -> float:
 def check_id_range(x: Tensor, num_ids: int, what: str) -> None:
     """Refuse ids outside ``[0, num_ids)`` in the integer tensor ``x`` (a ``ValueError`` naming
     the range found); one host synchronization, skipped inside :func:`deferred_checks`."""
-    if x.numel() == 0 or _DEFERRED.get():
-        return
+    if not _DEFERRED.get() and (found := _ids_outside(x, num_ids)):
+        raise ValueError(f"{what} has ids in {found}; allowed: 0 .. {num_ids - 1}")
+
+
+def _ids_outside(x: Tensor, num_ids: int) -> str | None:
+    """``"[low, high]"`` of ``x`` if an id lies outside ``[0, num_ids)``, else ``None`` (one read)."""
+    if x.numel() == 0:
+        return None
     low, high = torch.stack(torch.aminmax(x)).tolist()
-    if low < 0 or high >= num_ids:
-        raise ValueError(f"{what} has ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")
+    return f"[{low}, {high}]" if low < 0 or high >= num_ids else None
 
 
 def check_ids(state: State, info: Any, what: str) -> None:
@@ -173,8 +178,5 @@ def check_ids(state: State, info: Any, what: str) -> None:
             if field.kind == "tokens" and isinstance(getattr(state, name, None), Tensor)
         ]
     for tensor, num_ids in limits:
-        if num_ids is None or tensor.numel() == 0:
-            continue
-        low, high = int(tensor.min()), int(tensor.max())
-        if low < 0 or high >= num_ids:
-            raise DataError(f"{what} has category ids in [{low}, {high}]; allowed: 0 .. {num_ids - 1}")
+        if num_ids is not None and (found := _ids_outside(tensor, num_ids)):
+            raise DataError(f"{what} has category ids in {found}; allowed: 0 .. {num_ids - 1}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -37,20 +38,23 @@ def mean_except_batch(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
-def stratified_steps(timesteps: int, samples: int, offset: Tensor) -> tuple[list[Tensor], float]:
+def stratified_steps(
+    timesteps: int, samples: int, draw_offset: Callable[[], Tensor], size: int, device: torch.device
+) -> tuple[list[Tensor], float]:
     r"""The steps that estimate a sum over :math:`i = 2..T` of a discrete-time bound, and the weight
     of each term.
 
     With ``samples`` k < T - 1, example b uses :math:`i_j = 2 + \lfloor (j + v_b)(T - 1)/k \rfloor`,
-    j = 0..k-1, for its offset :math:`v_b \sim U[0, 1)` in ``offset`` (B,) (stratified: each
+    j = 0..k-1, for its offset :math:`v_b \sim U[0, 1)` from ``draw_offset()`` (B,) (stratified: each
     :math:`(j + v_b)/k` is uniform on its stratum), and :math:`\frac{T-1}{k}\sum_j L_{i_j}` is
     unbiased for :math:`\sum_{i=2}^T L_i`. With k = 0 or k >= T - 1 every step is used, weight 1
-    (the same formula with k = T - 1 and v = 0). Returns the k (B,) float64 step tensors and the
-    weight (T - 1) / k.
+    (the same formula with k = T - 1 and v = 0), and nothing is drawn. Returns the k (B,) float64
+    step tensors (B = ``size``) and the weight (T - 1) / k.
     """
     if samples == 0 or samples >= timesteps - 1:
-        samples, offset = timesteps - 1, torch.zeros_like(offset, dtype=torch.float64)
-    offset = offset.to(torch.float64)
+        samples, offset = timesteps - 1, torch.zeros(size, dtype=torch.float64, device=device)
+    else:
+        offset = draw_offset().to(torch.float64)
     steps = [
         torch.clamp(2 + torch.floor((j + offset) * (timesteps - 1) / samples), max=timesteps)
         for j in range(samples)

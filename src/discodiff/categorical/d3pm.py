@@ -262,9 +262,7 @@ class D3PM(Method):
         B = x0.shape[0]
         num_dims = torch.full((B,), float(x0[0].numel()), device=x0.device)
         k = self.config.nll_time_samples
-        exact = k == 0 or k >= self.T - 1
-        offset = torch.zeros(B, device=x0.device) if exact else batch.rand(dtype=torch.float64)
-        steps, weight = stratified_steps(self.T, k, offset)
+        steps, weight = stratified_steps(self.T, k, lambda: batch.rand(dtype=torch.float64), B, x0.device)
 
         def term(i: Tensor) -> Tensor:
             t, s = i / self.T, (i - 1) / self.T

@@ -156,7 +156,7 @@ class CDCD(EmbeddingMethod):
             x_t, t, self.encoder.table(), cond, previous=previous, guidance_scale=guidance_scale
         )
 
-    def _self_conditioning(self, x_t: Tensor, t: Tensor, cond: Tensor | None, batch: Batch) -> Tensor | None:
+    def _self_conditioning(self, x_t: Tensor, t: Tensor, cond: Tensor | None) -> Tensor | None:
         """The estimate fed back with probability ``self_condition_prob`` (zeros otherwise), no
         gradient; one coin for the batch."""
         if not self.config.self_condition:
@@ -174,7 +174,7 @@ class CDCD(EmbeddingMethod):
         x0 = self.embed(tokens)
         t = self.warp.inverse(batch.rand(dtype=torch.float64))
         x_t = self.process.marginal(x0, t, batch.randn(*x0.shape[1:]))
-        previous = self._self_conditioning(x_t, t, cond, batch)
+        previous = self._self_conditioning(x_t, t, cond)
         log_p = self.predict(x_t, t, cond, previous=previous).log_probs
         ce = -log_p.gather(-1, tokens[..., None]).squeeze(-1).mean(dim=-1)  # (B,) nats per token
         warp_fit = self.warp.fit_loss(t, ce)

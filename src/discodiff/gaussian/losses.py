@@ -200,9 +200,9 @@ def discrete_time_bound(
     ``denoise(x_t, t)`` gives :math:`\hat x_0` (and the learned variance, if any) of
     :func:`reverse_log_variance`'s ``reverse_variance``."""
     B = x0.shape[0]
-    exact = samples == 0 or samples >= timesteps - 1
-    offset = torch.zeros(B, device=x0.device) if exact else batch.rand(dtype=torch.float64)
-    steps, weight = stratified_steps(timesteps, samples, offset)
+    steps, weight = stratified_steps(
+        timesteps, samples, lambda: batch.rand(dtype=torch.float64), B, x0.device
+    )
     total = torch.zeros(B, dtype=torch.float64, device=x0.device)
     for i in steps:
         t = i / timesteps
