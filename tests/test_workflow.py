@@ -140,6 +140,16 @@ def test_networks_run_in_the_requested_precision():
     assert resolved_eval(tiny_config()).precision == "fp32"
 
 
+def test_auto_precision_is_bf16_only_where_it_runs_natively(monkeypatch):
+    """``train.precision: auto`` resolves when the config is read (so the run records it): bf16
+    where bf16 matmuls are native, fp32 where torch would emulate them (mutation: always bf16)."""
+    from discodiff import runconfig
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(runconfig, "native_bf16", lambda device, _n=native: _n)
+        assert tiny_config(train={"precision": "auto"}).train.precision == expected
+
+
 def test_eval_precision_override_on_the_command_line(tmp_path, capsys, monkeypatch):
     train_run(tiny_config(train={"steps": 2}, eval={"num_samples": 0}), tmp_path / "run", progress=False)
     used = []

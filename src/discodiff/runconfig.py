@@ -15,6 +15,7 @@ from .base import METHODS
 from .config import Spec, apply_overrides, component, from_dict, load_yaml
 from .data import DATASETS
 from .nets import NETS
+from .utils import native_bf16, resolve_device
 
 
 @dataclass
@@ -38,7 +39,9 @@ class TrainConfig:
     ckpt_every: int = 1000  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:N
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast for the training step
+    # bf16 autocast for the training step; auto: bf16 where it runs natively (CUDA, a CPU with
+    # AVX-512 BF16 or AMX), else fp32, resolved when the config is read so the run records it
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     time_budget_s: float | None = None  # stop (and checkpoint) once this much wall-clock time has passed
 
     def __post_init__(self) -> None:
@@ -50,6 +53,9 @@ class TrainConfig:
             "ckpt_every": self.ckpt_every,
             "keep_checkpoints": self.keep_checkpoints,
         }
+        if self.precision == "auto":
+            native = native_bf16(resolve_device(self.device, "train.device"))
+            self.precision = "bf16" if native else "fp32"
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {value}")

@@ -84,6 +84,12 @@ def log1mexp(x: Tensor) -> Tensor:
     return torch.where(near, torch.log(-torch.expm1(x_near)), torch.log1p(-torch.exp(x_far)))
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively on ``device`` (CUDA, or a CPU with AVX-512 BF16 or AMX;
+    on other CPUs torch emulates them, measured 0.58 GFLOP/s against 40 fp32 on an AVX2 EPYC)."""
+    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def resolve_device(device: str, what: str = "device") -> torch.device:
     """``"auto"`` picks CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are
     checked against the machine (``what`` names the setting in errors: a config field raises

@@ -30,6 +30,7 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from ..progress import Bar, LossWindow, train_line
 from ..runconfig import TrainConfig
 from ..state import check_finite, check_ids, deferred_checks, index, to_device
+from ..utils import native_bf16
 from .checkpoint import (
     Checkpoint,
     latest_checkpoint,
@@ -48,12 +49,6 @@ from .optim import param_groups
 from .rundir import MetricsLog
 
 __all__ = ["Trainer", "TrainingError", "native_bf16"]
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matmuls run natively on ``device`` (CUDA, or a CPU with AVX-512 BF16 or AMX;
-    on other CPUs torch emulates them, measured 0.58 GFLOP/s against 40 fp32 on an AVX2 EPYC)."""
-    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class _LossModule(nn.Module):
