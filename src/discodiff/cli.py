@@ -32,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from .allocator import keep_freed_memory
 from .bench.cli import add_parser as bench_parser
 from .bench.cli import command as _bench
 from .commands import export as export_command
@@ -213,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "prepare": prepare_command,
         "bench": _bench,
     }[args.command]
+    keep_freed_memory()  # a step reuses the last step's pages instead of faulting them in anew
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(args.command, warnings.showwarning)
