@@ -31,15 +31,49 @@ M_MMAP_THRESHOLD = -3
 KEEP_BYTES = (1 << 31) - 1  # the largest value mallopt's int argument holds
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _libc() -> ctypes.CDLL | None:
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def free_heap_bytes() -> int:
+    """Bytes glibc holds free in its heap for reuse (``mallinfo2().fordblks``), 0 off glibc: memory
+    this process can allocate again without the kernel, which ``MemAvailable`` does not count."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return 0
+    libc.mallinfo2.restype = _MallInfo2
+    return int(libc.mallinfo2().fordblks)
+
+
 def keep_freed_memory(limit: int = KEEP_BYTES) -> bool:
     """Serve blocks up to ``limit`` bytes from glibc's heap and keep them once freed; ``False``
     (nothing changed) off glibc or when ``DISCODIFF_MALLOC=default``."""
     if not 0 < limit <= KEEP_BYTES:
         raise ValueError(f"limit must be in (0, {KEEP_BYTES}] bytes (mallopt takes an int), got {limit}")
-    if os.environ.get("DISCODIFF_MALLOC", "keep") == "default" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
+    libc = _libc()
+    if os.environ.get("DISCODIFF_MALLOC", "keep") == "default" or libc is None:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, limit)) and bool(libc.mallopt(M_TRIM_THRESHOLD, limit))
