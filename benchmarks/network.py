@@ -18,7 +18,8 @@ and both throughputs in GFLOP/s (matmul and attention FLOPs of forward + backwar
 
 ``--allocator keep`` (the default, what the ``discodiff`` command does at start) keeps glibc's
 freed memory for reuse (:mod:`discodiff.allocator`); ``default`` leaves glibc's thresholds, under
-which our step page-faults its activations in every step. Both networks run under the same one.
+which whether a step faults its activations in depends on the allocation history. Both networks
+run under the same one; the table gives each one's page faults per step.
 
 On a CPU without bf16 instructions (AVX2 only: torch emulates bf16 matmuls, about 70x slower
 than fp32) the bf16 pair runs at a 16x smaller batch and is marked emulated (``details``).

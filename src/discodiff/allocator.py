@@ -3,12 +3,12 @@
 Under glibc's defaults a block above the mmap threshold (128 KiB, raised as large blocks are
 freed, up to 32 MiB) is a fresh ``mmap``, and free memory at the top of the heap beyond the trim
 threshold (twice the mmap threshold) goes back to the kernel. Either way the next step's
-activations land on pages the kernel must fault in and zero, one per 4 KiB. A training step frees
-and reallocates the same activations every step, so it pays those faults every step: the text
-transformer's forward + backward (batch 32 x 256 tokens, width 256, depth 4, fp32) took 47,000 to
-90,000 page faults per step and 0.16-0.28 s of system time, where a plain PyTorch block of the same
-shape, whose allocation pattern happens to stay below the trim threshold, took none
-(benchmarks/network.py, ``--allocator``, measured both ways).
+activations land on pages the kernel must fault in and zero, one per 4 KiB. Whether a training
+step's pattern of frees and allocations trips this depends on its history: the text transformer's
+forward + backward (batch 32 x 256 tokens, width 256, depth 4, fp32) took 47,000 to 90,000 page
+faults per step (0.16-0.28 s of system time) in one process and none in another
+(benchmarks/network.py, ``--allocator``, measured both ways); a block above 32 MiB faults at
+every allocation (tests/test_allocator.py).
 
 :func:`keep_freed_memory` sets both thresholds to 2 GiB, the largest ``mallopt(3)`` takes
 (``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``): blocks below 2 GiB (a K = 50,257 logits tensor at
