@@ -43,9 +43,8 @@ from timing import ROOT, machine, meta, meta_lines, write
 TEXT = ["data.seq_len=64", "net.width=32", "net.depth=1", "net.heads=2", "train.batch_size=4"]
 DEFAULT_CONFIGS = ",".join(
     [
-        *(f"shakespeare/{n}" for n in ("d3pm_uniform", "d3pm_absorbing", "mdlm", "ctmc_uniform", "udlm")),
-        *(f"shakespeare/{n}" for n in ("sedd_absorb", "sedd_uniform", "ar", "dfm", "discrete_flow")),
-        *(f"shakespeare/{n}" for n in ("diffusion_lm", "cdcd", "simplex")),
+        # every text config: each token and embedding method has one
+        *(f"shakespeare/{p.stem}" for p in sorted((ROOT / "configs" / "shakespeare").glob("*.yaml"))),
         "toy2d/ddpm",
         "toy2d/sde_vp",
         "digits/ddpm",

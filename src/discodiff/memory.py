@@ -18,7 +18,8 @@ Two checks, each a lower bound of what a training step needs (so they refuse onl
   a step within about 1% of the limit could be refused wrongly.)
 
 Available memory: CUDA's free device memory, or on Linux ``MemAvailable`` of ``/proc/meminfo``
-plus the free memory glibc keeps in this process's heap, capped by a cgroup limit; elsewhere no check is made.
+capped by a cgroup limit, plus the free memory glibc keeps in this process's heap; elsewhere no
+check is made.
 """
 
 from __future__ import annotations
@@ -52,16 +53,16 @@ def available_memory(device: torch.device) -> tuple[int, str] | None:
     )
     if kb is None:
         return None
-    available, where = kb * 1024, "available (MemAvailable"
+    available, where = kb * 1024, "MemAvailable"
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         used = int(Path("/sys/fs/cgroup/memory.current").read_text())
         if limit != "max" and int(limit) - used < available:
-            available, where = max(int(limit) - used, 0), "left under the cgroup memory limit (memory.max"
+            available, where = max(int(limit) - used, 0), "left under the cgroup limit memory.max"
     except (OSError, ValueError):
         pass
     # plus what glibc keeps free in this process's heap (discodiff.allocator keeps freed memory)
-    return available + free_heap_bytes(), where + " plus this process's free heap)"
+    return available + free_heap_bytes(), f"available ({where}, plus this process's free heap)"
 
 
 def parameter_bytes(module: nn.Module) -> int:
