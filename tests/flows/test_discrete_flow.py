@@ -12,7 +12,14 @@ from torch import nn
 from discodiff.base import Batch
 from discodiff.data.base import DataInfo
 from discodiff.errors import ConfigError, UsageError
-from discodiff.flows import AutoregressiveLayer, DiscreteFlow, DiscreteFlowConfig, LocationScale, Modulus
+from discodiff.flows import (
+    AutoregressiveLayer,
+    DiscreteFlow,
+    DiscreteFlowConfig,
+    LocationScale,
+    Modulus,
+    modular,
+)
 from discodiff.flows.method import build_discrete_flow
 from discodiff.flows.modular import mod_add, mod_sub, one_hot, straight_through
 from discodiff.nets.transformer import Transformer, TransformerConfig
@@ -134,9 +141,14 @@ def dense(op: str, K: int):
     )
 
 
+@pytest.mark.parametrize("chunk", [None, 6])
 @pytest.mark.parametrize("op", ["add", "sub", "mul"])
-def test_modular_ops_have_the_gradients_of_the_bilinear_forms(op):
+def test_modular_ops_have_the_gradients_of_the_bilinear_forms(op, chunk, monkeypatch):
+    """Against the K x K bilinear forms by brute force; ``chunk`` 6 builds the scaled index one
+    row at a time (the path a large K takes)."""
     K = 6
+    if chunk is not None:
+        monkeypatch.setattr(modular, "INDEX_CHUNK", chunk)
     m = Modulus(K)
     gen = torch.Generator().manual_seed(0)
     la = torch.randn(5, K, generator=gen, requires_grad=True)
@@ -152,6 +164,44 @@ def test_modular_ops_have_the_gradients_of_the_bilinear_forms(op):
     for got, want in zip(grads, expected):
         assert float(want.abs().max()) > 0.01
         torch.testing.assert_close(got, want, rtol=0, atol=1e-7)
+
+
+def test_straight_through_passes_nan_on_and_is_exactly_one_hot_otherwise():
+    """A NaN (or inf) logit makes its row NaN, so a diverged network's loss is NaN and the trainer
+    stops; the other rows are exact one-hots. Fails if the NaN pass-through is dropped."""
+    logits = torch.randn(3, 7, generator=torch.Generator().manual_seed(0))
+    logits[1, 2], logits[2, 0] = math.nan, math.inf
+    out = straight_through(logits, 0.1)
+    assert torch.equal(out[0], one_hot(logits[0].argmax(), 7))
+    assert bool(out[1:].isnan().all())
+
+
+def test_modular_ops_keep_only_ids_for_backward_at_gpt2_vocabulary():
+    """At K = 50,257 the modular operations save (N,) ids for backward, and the straight-through
+    estimator one (N, K) softmax: no (N, K) index or copy (autograd's gather graph kept an int64
+    index, twice a logits tensor, per re-indexing). Fails if an operation goes back to gathers."""
+    K, N = 50_257, 8
+    m = Modulus(K)
+    saved: list[int] = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    gen = torch.Generator().manual_seed(0)
+    la, lb = (torch.randn(N, K, generator=gen, requires_grad=True) for _ in range(2))
+    a, b = straight_through(la, 0.1), straight_through(m.restrict_to_units(lb), 0.1)
+    logits = N * K * 4
+    for op in (mod_add, mod_sub, m.mul):
+        saved.clear()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = op(a, b)
+        assert sum(saved) <= 2 * N * 8, (op, saved)
+        out.sum().backward(retain_graph=True)
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        straight_through(la, 0.1)
+    assert sum(saved) == logits, saved
 
 
 class TableNet(nn.Module):

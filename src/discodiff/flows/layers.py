@@ -73,11 +73,11 @@ class LocationScale(nn.Module):
         # so the loss is, and the trainer's finiteness check stops without a host sync per step
         if not torch.is_grad_enabled() and not bool(torch.isfinite(out).all()):
             raise FloatingPointError("the discrete flow's network returned NaN or inf")
-        loc = straight_through(out[..., : self.K], self.temperature)
         if not self.scale:
-            return loc, None
-        logits = self.modulus.restrict_to_units(out[..., self.K :])
-        return loc, straight_through(logits, self.temperature)
+            return straight_through(out, self.temperature), None
+        loc, scale = out.split(self.K, dim=-1)  # backward: one cat (two slices: two zero-filled copies)
+        loc = straight_through(loc, self.temperature)
+        return loc, straight_through(self.modulus.restrict_to_units(scale), self.temperature)
 
     def to_latent(self, x: Tensor, loc: Tensor, scale: Tensor | None) -> Tensor:
         r""":math:`z = (x - \mu)\sigma^{-1}`."""

@@ -20,10 +20,11 @@ bilinear map f at one-hot values :math:`\bar a, \bar b` (forward values are alwa
     f(a, b) = f(\bar a, \bar b) + f(a - \bar a, \bar b) + f(\bar a, b - \bar b) + f(a - \bar a, b - \bar b),
 
 and the last term is zero with zero gradient at :math:`a = \bar a, b = \bar b`. The two middle
-terms are re-indexings of :math:`a - \mathrm{sg}(a)` and :math:`b - \mathrm{sg}(b)` (values 0,
-identity gradients), i.e. gathers and one scatter, so :func:`mod_add`, :func:`mod_sub` and
-:func:`mod_mul` return the exact gradient of the bilinear forms in O(K) per position instead of
-O(K^2), and K = 50,257 costs what a softmax over K costs.
+terms are re-indexings, so the gradient of each input is the output gradient read at shifted
+(:func:`mod_add`, :func:`mod_sub`) or scaled (:meth:`Modulus.mul`) positions of its row: O(K)
+per position instead of O(K^2). Each operation is an autograd function that keeps only the ids
+(no ``(..., K)`` index or copy is saved for backward), so K = 50,257 costs what a softmax over K
+costs; the straight-through estimator keeps only its softmax.
 
 **Invertible scales.** :math:`x \mapsto \sigma x \bmod K` is a bijection of
 :math:`\{0,\dots,K-1\}` iff :math:`\gcd(\sigma, K) = 1` (a *unit* of :math:`\mathbb Z_K`). edward2
@@ -39,10 +40,44 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ..categorical.logspace import NEG_INF
 from ..state import checks_deferred
+
+
+def one_hot(ids: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``(...)`` long -> ``(...,  K)`` one-hot floats (no gradient), written in place (no int64
+    temporary of ``F.one_hot``)."""
+    out = torch.zeros(*ids.shape, num_classes, dtype=dtype, device=ids.device)
+    return out.scatter_(-1, ids[..., None], 1.0)
+
+
+def ids_of(x: Tensor) -> Tensor:
+    """The id of each one-hot row, ``(..., K)`` -> ``(...)`` long."""
+    return x.argmax(dim=-1)
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Forward the one-hot of the argmax, backward the softmax's Jacobian; keeps one ``(..., K)``
+    tensor (the softmax) for backward instead of autograd's hard + soft - sg(soft) graph."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, temperature: float) -> Tensor:
+        soft = torch.softmax(logits / temperature, dim=-1)
+        out = one_hot(logits.argmax(dim=-1), logits.shape[-1], soft.dtype)
+        # NaN or inf logits make the row's softmax NaN: pass that on (x - x is NaN for a NaN x and
+        # 0 otherwise), so a diverged network gives a NaN loss as hard + soft - sg(soft) does
+        row = soft.sum(dim=-1, keepdim=True)
+        ctx.save_for_backward(soft)
+        ctx.temperature = temperature
+        return out.add_(row - row)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        (soft,) = ctx.saved_tensors
+        out = grad * soft  # d softmax(l / tau) = soft (g - <g, soft>) / tau
+        out.addcmul_(soft, out.sum(dim=-1, keepdim=True), value=-1.0)
+        return out.div_(ctx.temperature), None
 
 
 def straight_through(logits: Tensor, temperature: float) -> Tensor:
@@ -51,42 +86,95 @@ def straight_through(logits: Tensor, temperature: float) -> Tensor:
     ``logits`` ``(..., K)`` (``-inf`` entries are never chosen) -> ``(..., K)`` float with exactly
     one-hot values.
     """
-    soft = torch.softmax(logits / temperature, dim=-1)
-    hard = F.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(soft.dtype)
-    return hard + (soft - soft.detach())
+    return _StraightThrough.apply(logits, temperature)
 
 
-def one_hot(ids: Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``(...)`` long -> ``(...,  K)`` one-hot floats (no gradient)."""
-    return F.one_hot(ids, num_classes).to(dtype)
+INDEX_CHUNK = 1 << 22
+"""Elements of one chunk's int64 index in :func:`_read_rows` (32 MB)."""
 
 
-def ids_of(x: Tensor) -> Tensor:
-    """The id of each one-hot row, ``(..., K)`` -> ``(...)`` long."""
-    return x.argmax(dim=-1)
+def _read_rows(g: Tensor, v: Tensor, how: str) -> Tensor:
+    """``out[..., m] = g[..., f(m, v) % K]`` per row, with ``f`` ``m + v`` (``"plus"``), ``v - m``
+    (``"minus"``) or ``m v`` (``"times"``) and ``v`` ``(...)`` long. The int64 index (twice a float
+    ``(..., K)`` tensor) is built a chunk of rows at a time, so it is never whole; shifts read a
+    doubled row, ``[g, g]``, instead of taking an int64 remainder (the slow part: 3 ns an element)."""
+    K = g.shape[-1]
+    rows, out = g.reshape(-1, K), torch.empty_like(g).reshape(-1, K)
+    v, m = v.reshape(-1, 1).remainder(K), torch.arange(K, device=g.device)
+    source = rows if how == "times" else torch.cat([rows, rows], dim=1)
+    step = max(1, INDEX_CHUNK // K)
+    for start in range(0, rows.shape[0], step):
+        part = slice(start, start + step)
+        if how == "times":
+            index = (m * v[part]).remainder_(K)
+        else:
+            index = m + v[part] if how == "plus" else (v[part] + K) - m
+        torch.gather(source[part], 1, index, out=out[part])
+    return out.reshape(g.shape)
 
 
-def _grad_part(x: Tensor) -> Tensor:
-    """``x - sg(x)``: value 0, gradient the identity."""
-    return x - x.detach()
+class _ModAdd(torch.autograd.Function):
+    r"""Ids :math:`(i + j) \bmod K`; gradients of :math:`\sum_j a_{k-j} b_j` at one-hot a, b:
+    :math:`\partial_a[m] = g[m + j]`, :math:`\partial_b[m] = g[m + i]`."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        K = a.shape[-1]
+        i, j = ids_of(a), ids_of(b)
+        ctx.save_for_backward(i, j)
+        return one_hot((i + j) % K, K, a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        i, j = ctx.saved_tensors
+        grad_a = _read_rows(grad, j, "plus") if ctx.needs_input_grad[0] else None
+        return grad_a, _read_rows(grad, i, "plus") if ctx.needs_input_grad[1] else None
+
+
+class _ModSub(torch.autograd.Function):
+    r"""Ids :math:`(i - j) \bmod K`; gradients of :math:`\sum_j a_{k+j} b_j` at one-hot a, b:
+    :math:`\partial_a[m] = g[m - j]`, :math:`\partial_b[m] = g[i - m]`."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+        K = a.shape[-1]
+        i, j = ids_of(a), ids_of(b)
+        ctx.save_for_backward(i, j)
+        return one_hot((i - j) % K, K, a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        i, j = ctx.saved_tensors
+        grad_a = _read_rows(grad, -j, "plus") if ctx.needs_input_grad[0] else None
+        return grad_a, _read_rows(grad, i, "minus") if ctx.needs_input_grad[1] else None
+
+
+class _ModMul(torch.autograd.Function):
+    r"""Ids :math:`(i\,c) \bmod K` for a unit c; gradients of :math:`\sum_{ij \equiv k} a_i s_j`
+    at one-hot a, s: :math:`\partial_a[m] = g[m c]`, :math:`\partial_s[m] = g[i m]`."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, s: Tensor, c: Tensor) -> Tensor:
+        K = a.shape[-1]
+        i = ids_of(a)
+        ctx.save_for_backward(i, c)
+        return one_hot((i * c) % K, K, a.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        i, c = ctx.saved_tensors
+        grad_a = _read_rows(grad, c, "times") if ctx.needs_input_grad[0] else None
+        return grad_a, _read_rows(grad, i, "times") if ctx.needs_input_grad[1] else None, None
 
 
 def mod_add(a: Tensor, b: Tensor) -> Tensor:
     r""":math:`a \oplus b`, ids :math:`(i + j) \bmod K`; gradients of :math:`\sum_j a_{k-j} b_j`."""
-    K = a.shape[-1]
-    i, j = ids_of(a)[..., None], ids_of(b)[..., None]
-    k = torch.arange(K, device=a.device)
-    out = F.one_hot((i[..., 0] + j[..., 0]) % K, K).to(a.dtype)
-    return out + _grad_part(a).gather(-1, (k - j) % K) + _grad_part(b).gather(-1, (k - i) % K)
+    return _ModAdd.apply(a, b)
 
 
 def mod_sub(a: Tensor, b: Tensor) -> Tensor:
     r""":math:`a \ominus b`, ids :math:`(i - j) \bmod K`; gradients of :math:`\sum_j a_{k+j} b_j`."""
-    K = a.shape[-1]
-    i, j = ids_of(a)[..., None], ids_of(b)[..., None]
-    k = torch.arange(K, device=a.device)
-    out = F.one_hot((i[..., 0] - j[..., 0]) % K, K).to(a.dtype)
-    return out + _grad_part(a).gather(-1, (k + j) % K) + _grad_part(b).gather(-1, (i - k) % K)
+    return _ModSub.apply(a, b)
 
 
 class Modulus(nn.Module):
@@ -138,15 +226,11 @@ class Modulus(nn.Module):
 
     def mul(self, a: Tensor, s: Tensor) -> Tensor:
         r""":math:`a \otimes s` for unit scales s, ids :math:`(i\,c) \bmod K`; gradients of
-        :math:`\sum_{ij \equiv k} a_i s_j`: the a-part gathers at :math:`k c^{-1}`, the s-part
-        scatters :math:`(s - \mathrm{sg}(s))_j` to :math:`i j \bmod K`."""
-        K = self.K
-        i, c = ids_of(a), ids_of(s)
+        :math:`\sum_{ij \equiv k} a_i s_j` (the a-part reads g at :math:`m c`, the s-part at
+        :math:`i m`)."""
+        c = ids_of(s)
         self.check_units(c)
-        j = torch.arange(K, device=a.device)
-        out = F.one_hot((i * c) % K, K).to(a.dtype)
-        out = out + _grad_part(a).gather(-1, (j * self.inverse[c][..., None]) % K)
-        return out.scatter_add(-1, (i[..., None] * j) % K, _grad_part(s))
+        return _ModMul.apply(a, s, c)
 
     def invert(self, s: Tensor) -> Tensor:
         r""":math:`s^{-1}` of unit one-hots (a permutation of the units, applied to the soft part
