@@ -19,7 +19,7 @@ and both throughputs in GFLOP/s (matmul and attention FLOPs of forward + backwar
 ``--allocator keep`` (the default, what the ``discodiff`` command does at start) keeps glibc's
 freed memory for reuse (:mod:`discodiff.allocator`); ``default`` leaves glibc's thresholds, under
 which whether a step faults its activations in depends on the allocation history. Both networks
-run under the same one; the table gives each one's page faults per step.
+run under the same one; the table gives each one's page faults per step (the most in a timed round).
 
 On a CPU without bf16 instructions (AVX2 only: torch emulates bf16 matmuls, about 70x slower
 than fp32) the bf16 pair runs at a 16x smaller batch and is marked emulated (``details``).
@@ -99,12 +99,15 @@ def step(net: nn.Module, x: torch.Tensor, t: torch.Tensor, precision: str):
     return run
 
 
-def page_faults(fn) -> int:
-    """Minor page faults of one call (after one call to warm up)."""
-    fn()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    fn()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+def counted(fn, faults: list[int]):
+    """``fn`` that appends its minor page faults to ``faults`` at every call."""
+
+    def run():
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        fn()
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    return run
 
 
 def main() -> None:
@@ -118,6 +121,9 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=66, help="output logits; inputs add one [MASK] id")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--allocator", choices=("keep", "default"), default="keep")
+    parser.add_argument(
+        "--warmup", type=int, default=6, help="untimed rounds first (the heap settles within about 6 steps)"
+    )
     add_options(parser)
     args = parser.parse_args()
     apply_options(args)
@@ -126,10 +132,15 @@ def main() -> None:
     started, start_machine = time.perf_counter(), machine()
     torch.manual_seed(0)
     spec = NetSpec((args.length,), args.vocab, input_vocab=args.vocab + 1)
-    ours = Transformer(spec, TransformerConfig(width=args.width, depth=args.depth, heads=args.heads))
+    config = TransformerConfig(width=args.width, depth=args.depth, heads=args.heads)
+    ours = Transformer(spec, config)
+    # the same network without time conditioning: built as a causal one (no adaLN: affine
+    # LayerNorms, plain residuals), then made bidirectional, to split the gap into adaLN's share
+    bare = Transformer(NetSpec((args.length,), args.vocab, input_vocab=args.vocab + 1, causal=True), config)
+    bare.causal = False
     plain = PlainTransformer(args.vocab + 1, args.vocab, args.length, args.width, args.depth, args.heads, 4)
-    with torch.no_grad():  # the same non-degenerate weights for both (ours starts with zero gates)
-        for p in [*ours.parameters(), *plain.parameters()]:
+    with torch.no_grad():  # the same non-degenerate weights for all (ours starts with zero gates)
+        for p in [*ours.parameters(), *bare.parameters(), *plain.parameters()]:
             if p.dim() >= 2:  # matrices and embeddings; LayerNorm gains stay 1 and biases 0
                 p.normal_(0.0, 0.02)
     native = native_bf16(torch.device("cpu"))
@@ -140,16 +151,16 @@ def main() -> None:
         x = torch.randint(0, args.vocab + 1, (batch, args.length))
         t = torch.rand(batch)
         work = flops(batch, args.length, args.width, args.depth, args.vocab, 4)
-        times = alternate(
-            {"ours": step(ours, x, t, precision), "plain": step(plain, x, t, precision)}, args.repeats
-        )
+        nets = {"ours": ours, "ours_no_adaln": bare, "plain": plain}
+        counts: dict[str, list[int]] = {name: [] for name in nets}
+        cases = {name: counted(step(net, x, t, precision), counts[name]) for name, net in nets.items()}
+        times = alternate(cases, args.repeats, warmup=args.warmup)
         results[precision] = ratio(times, "plain", "ours")
-        faults = {
-            "ours": page_faults(step(ours, x, t, precision)),
-            "plain": page_faults(step(plain, x, t, precision)),
-        }
+        faults = {name: max(c[args.warmup :]) for name, c in counts.items()}  # the timed rounds
         details[precision] = {
             "batch": batch,
+            "plain_vs_ours_no_adaln": ratio(times, "plain", "ours_no_adaln"),
+            "ours_no_adaln_vs_ours": ratio(times, "ours_no_adaln", "ours"),
             "native": precision == "fp32" or native,
             "seconds": {name: median(v) for name, v in times.items()},
             "gflops": {name: work / median(v) / 1e9 for name, v in times.items()},
@@ -165,20 +176,28 @@ def main() -> None:
         *meta_lines(info),
         "",
         f"Batch {args.batch} x length {args.length}, width {args.width}, depth {args.depth}, heads "
-        f"{args.heads}, MLP 4x, vocabulary {args.vocab}; {args.repeats} alternating repeats, medians; "
-        f"allocator: {args.allocator} (page faults: minor faults of one step).",
+        f"{args.heads}, MLP 4x, vocabulary {args.vocab}; {args.warmup} untimed rounds, then {args.repeats} "
+        f"alternating repeats, medians; allocator: {args.allocator}.",
         "",
-        "| precision | batch | plain / ours | ours ms | plain ms | ours GFLOP/s | plain GFLOP/s "
-        "| page faults ours / plain |",
-        "|---|---|---|---|---|---|---|---|",
+        "*ours without adaLN*: the same network built without time conditioning (affine LayerNorms,"
+        " plain residuals, RoPE kept); its ratios split the gap between adaLN and the rest. Page faults:"
+        " the most in any timed round.",
+        "",
+        "| precision | batch | plain / ours | plain / ours without adaLN | ours without adaLN / ours "
+        "| ours ms | ours without adaLN ms | plain ms | ours GFLOP/s | plain GFLOP/s "
+        "| page faults ours / without adaLN / plain |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in ("fp32", "bf16"):
         d = details[p]
         name = p if d["native"] else f"{p} (emulated: no bf16 instructions on this CPU)"
+        sec, pf = d["seconds"], d["page_faults_per_step"]
         lines.append(
-            f"| {name} | {d['batch']} | {results[p]:.3f} | {1e3 * d['seconds']['ours']:.1f} | "
-            f"{1e3 * d['seconds']['plain']:.1f} | {d['gflops']['ours']:.1f} | {d['gflops']['plain']:.1f} | "
-            f"{d['page_faults_per_step']['ours']} / {d['page_faults_per_step']['plain']} |"
+            f"| {name} | {d['batch']} | {results[p]:.3f} | {d['plain_vs_ours_no_adaln']:.3f} | "
+            f"{d['ours_no_adaln_vs_ours']:.3f} | {1e3 * sec['ours']:.1f} | "
+            f"{1e3 * sec['ours_no_adaln']:.1f} | "
+            f"{1e3 * sec['plain']:.1f} | {d['gflops']['ours']:.1f} | {d['gflops']['plain']:.1f} | "
+            f"{pf['ours']} / {pf['ours_no_adaln']} / {pf['plain']} |"
         )
     write("network", out, "\n".join(lines) + "\n", json_path=args.json)
 
