@@ -23,6 +23,7 @@ from discodiff.flows import (
 from discodiff.flows.method import build_discrete_flow
 from discodiff.flows.modular import mod_add, mod_sub, one_hot, straight_through
 from discodiff.nets.transformer import Transformer, TransformerConfig
+from discodiff.state import deferred_checks
 
 
 def random_net_factory(seed: int):
@@ -174,6 +175,21 @@ def test_straight_through_passes_nan_on_and_is_exactly_one_hot_otherwise():
     out = straight_through(logits, 0.1)
     assert torch.equal(out[0], one_hot(logits[0].argmax(), 7))
     assert bool(out[1:].isnan().all())
+
+
+@pytest.mark.parametrize("stack", ["coupling", "mixed-reverse"])
+def test_a_network_returning_nan_makes_the_training_loss_nan(stack):
+    """Only the networks diverge (the base logits stay finite): the NaN rows pass through every
+    modular operation to the loss, which the trainer's finiteness check stops on. Fails if the
+    operations drop the NaN rows (their forward values are recomputed from ids)."""
+    method = flow(5, 4, **STACKS[stack]).train()
+    with torch.no_grad():
+        for layer in method.layers:
+            if hasattr(layer, "net"):
+                layer.net.head.bias.fill_(math.nan)
+    x = torch.randint(0, 5, (3, 4), generator=torch.Generator().manual_seed(0))
+    with deferred_checks():  # as in the trainer's step: a NaN row's scale id is not checked
+        assert bool(method.loss(Batch(x)).loss.isnan())
 
 
 def test_modular_ops_keep_only_ids_for_backward_at_gpt2_vocabulary():

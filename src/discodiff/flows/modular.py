@@ -93,6 +93,14 @@ INDEX_CHUNK = 1 << 22
 """Elements of one chunk's int64 index in :func:`_read_rows` (32 MB)."""
 
 
+def _nan_rows(*xs: Tensor) -> Tensor:
+    """``(..., 1)``: NaN where a row of any input is non-finite, 0 elsewhere. A row that is not
+    finite is NaN throughout (:func:`straight_through` and these operations make it so), so its
+    first entry tells: passing it on keeps a diverged network's loss NaN."""
+    first = [x[..., :1] for x in xs]
+    return sum(f - f for f in first)
+
+
 def _read_rows(g: Tensor, v: Tensor, how: str) -> Tensor:
     """``out[..., m] = g[..., f(m, v) % K]`` per row, with ``f`` ``m + v`` (``"plus"``), ``v - m``
     (``"minus"``) or ``m v`` (``"times"``) and ``v`` ``(...)`` long. The int64 index (twice a float
@@ -122,7 +130,7 @@ class _ModAdd(torch.autograd.Function):
         K = a.shape[-1]
         i, j = ids_of(a), ids_of(b)
         ctx.save_for_backward(i, j)
-        return one_hot((i + j) % K, K, a.dtype)
+        return one_hot((i + j) % K, K, a.dtype).add_(_nan_rows(a, b))
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -140,7 +148,7 @@ class _ModSub(torch.autograd.Function):
         K = a.shape[-1]
         i, j = ids_of(a), ids_of(b)
         ctx.save_for_backward(i, j)
-        return one_hot((i - j) % K, K, a.dtype)
+        return one_hot((i - j) % K, K, a.dtype).add_(_nan_rows(a, b))
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -158,7 +166,7 @@ class _ModMul(torch.autograd.Function):
         K = a.shape[-1]
         i = ids_of(a)
         ctx.save_for_backward(i, c)
-        return one_hot((i * c) % K, K, a.dtype)
+        return one_hot((i * c) % K, K, a.dtype).add_(_nan_rows(a, s))
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
