@@ -251,7 +251,9 @@ def build_discrete_flow(config: DiscreteFlowConfig, info, net_factory) -> Discre
     length, K = math.prod(info.event_shape), info.vocab_size
 
     def net_for(causal: bool, out_channels: int):
-        spec = NetSpec((length, K + 1), out_channels, num_classes=info.num_classes, causal=causal)
+        spec = NetSpec(
+            (length, K + 1), out_channels, num_classes=info.num_classes, causal=causal, one_hot_inputs=True
+        )
         return net_factory(spec)
 
     layers = build_layers(config, length, K, net_for)

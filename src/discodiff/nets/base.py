@@ -35,6 +35,9 @@ class NetSpec:
         input_vocab: token inputs: number of input ids (including any [MASK]); ``None`` for
             continuous inputs.
         causal: autoregressive networks attend only to earlier positions.
+        one_hot_inputs: vector inputs whose rows are exactly one-hot (a discrete flow's states,
+            with straight-through gradients); a network may read them as ids
+            (:class:`~discodiff.nets.one_hot.OneHotLinear`) and must still return their gradient.
     """
 
     event_shape: tuple[int, ...]
@@ -42,6 +45,7 @@ class NetSpec:
     num_classes: int = 0
     input_vocab: int | None = None
     causal: bool = False
+    one_hot_inputs: bool = False
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:

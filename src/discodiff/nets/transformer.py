@@ -40,6 +40,7 @@ from ..state import check_id_range
 from .adaln import gated_add, modulate
 from .attention import KVCache, RopeTables, SelfAttention
 from .base import NETS, LabelEmbedding, NetSpec, timestep_embedding
+from .one_hot import OneHotLinear
 
 INIT_STD = 0.02
 """Standard deviation of the initial weights (GPT-2; nanoGPT's ``_init_weights``)."""
@@ -145,7 +146,7 @@ class Transformer(nn.Module):
             self.d_in = None
         else:
             self.d_in = spec.event_shape[1]
-            self.embed = nn.Linear(self.d_in, d)
+            self.embed = (OneHotLinear if spec.one_hot_inputs else nn.Linear)(self.d_in, d)
         self.max_len = config.max_len or self.length
         self.pos = nn.Embedding(self.max_len, d) if config.positions == "learned" else None
         self.rope = RopeTables(d // config.heads, config.rope_base) if self.pos is None else None
