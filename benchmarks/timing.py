@@ -46,15 +46,21 @@ def apply_options(args: argparse.Namespace) -> None:
 def alternate(
     cases: dict[str, Callable[[], object]], repeats: int, *, warmup: int = 1
 ) -> dict[str, list[float]]:
-    """Seconds per call of every case, ``repeats`` rounds, the cases in turn within each round."""
+    """Seconds per call of every case, ``repeats`` rounds, the cases in turn within each round.
+
+    Round r starts at case r mod n (the order rotates): a case's place in a round biases its time
+    (the whole-network pair in benchmarks/network.py measured 4-8% apart by place alone, through
+    the cache and heap state the previous case leaves), and rotating spreads that over every case.
+    """
     for _ in range(warmup):
         for fn in cases.values():
             fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
+    names = list(cases)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = _clock()
-            fn()
+            cases[name]()
             times[name].append(_clock() - start)
     return times
 
