@@ -121,40 +121,25 @@ def _read_rows(g: Tensor, v: Tensor, how: str) -> Tensor:
     return out.reshape(g.shape)
 
 
-class _ModAdd(torch.autograd.Function):
-    r"""Ids :math:`(i + j) \bmod K`; gradients of :math:`\sum_j a_{k-j} b_j` at one-hot a, b:
-    :math:`\partial_a[m] = g[m + j]`, :math:`\partial_b[m] = g[m + i]`."""
+class _ModShift(torch.autograd.Function):
+    r"""Ids :math:`(i + s j) \bmod K` for a sign :math:`s = \pm 1`; gradients of
+    :math:`\sum_j a_{k - s j} b_j` at one-hot a, b: :math:`\partial_a[m] = g[m + s j]`, and
+    :math:`\partial_b[m] = g[m + i]` for :math:`s = 1`, :math:`g[i - m]` for :math:`s = -1`."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
+    def forward(ctx, a: Tensor, b: Tensor, sign: int) -> Tensor:
         K = a.shape[-1]
         i, j = ids_of(a), ids_of(b)
         ctx.save_for_backward(i, j)
-        return one_hot((i + j) % K, K, a.dtype).add_(_nan_rows(a, b))
+        ctx.sign = sign
+        return one_hot((i + sign * j) % K, K, a.dtype).add_(_nan_rows(a, b))
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         i, j = ctx.saved_tensors
-        grad_a = _read_rows(grad, j, "plus") if ctx.needs_input_grad[0] else None
-        return grad_a, _read_rows(grad, i, "plus") if ctx.needs_input_grad[1] else None
-
-
-class _ModSub(torch.autograd.Function):
-    r"""Ids :math:`(i - j) \bmod K`; gradients of :math:`\sum_j a_{k+j} b_j` at one-hot a, b:
-    :math:`\partial_a[m] = g[m - j]`, :math:`\partial_b[m] = g[i - m]`."""
-
-    @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:
-        K = a.shape[-1]
-        i, j = ids_of(a), ids_of(b)
-        ctx.save_for_backward(i, j)
-        return one_hot((i - j) % K, K, a.dtype).add_(_nan_rows(a, b))
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        i, j = ctx.saved_tensors
-        grad_a = _read_rows(grad, -j, "plus") if ctx.needs_input_grad[0] else None
-        return grad_a, _read_rows(grad, i, "minus") if ctx.needs_input_grad[1] else None
+        grad_a = _read_rows(grad, ctx.sign * j, "plus") if ctx.needs_input_grad[0] else None
+        how = "plus" if ctx.sign > 0 else "minus"
+        return grad_a, _read_rows(grad, i, how) if ctx.needs_input_grad[1] else None, None
 
 
 class _ModMul(torch.autograd.Function):
@@ -177,12 +162,12 @@ class _ModMul(torch.autograd.Function):
 
 def mod_add(a: Tensor, b: Tensor) -> Tensor:
     r""":math:`a \oplus b`, ids :math:`(i + j) \bmod K`; gradients of :math:`\sum_j a_{k-j} b_j`."""
-    return _ModAdd.apply(a, b)
+    return _ModShift.apply(a, b, 1)
 
 
 def mod_sub(a: Tensor, b: Tensor) -> Tensor:
     r""":math:`a \ominus b`, ids :math:`(i - j) \bmod K`; gradients of :math:`\sum_j a_{k+j} b_j`."""
-    return _ModSub.apply(a, b)
+    return _ModShift.apply(a, b, -1)
 
 
 class Modulus(nn.Module):
