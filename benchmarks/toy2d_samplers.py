@@ -11,7 +11,7 @@ samplers), mean +- sd over the draws, beside the data-vs-data floor (mean +- sd 
 Table 2). Each sampler's largest |x| is checked against 3x the data's (``range_check``).
 Likelihood: the variational bound and the PF-ODE NLL on 2,000 test points.
 
-    python benchmarks/toy2d_samplers.py [--budget 180 | --steps 4000] [--out benchmarks/results]
+    python benchmarks/toy2d_samplers.py [--budget 180 | --steps 4000] [--seed 0] [--out benchmarks/results]
 
 Writes ``toy2d.json`` and ``toy2d.md`` under ``--out``.
 """
@@ -44,13 +44,14 @@ SAMPLERS = (("ancestral", 1000), ("ddim", 50), ("ode_heun", 100))
 
 
 def bench_one(
-    name: str, budget: float, steps: int | None, floor_draws: int, sample_draws: int, work: Path
+    name: str, budget: float, steps: int | None, floor_draws: int, sample_draws: int, work: Path, seed: int
 ) -> dict:
     training = [f"train.steps={steps}"] if steps else ["train.steps=1000000", f"train.time_budget_s={budget}"]
     cfg = load_config(
         ROOT / "configs" / "toy2d" / "ddpm.yaml",
         [
             f"data.dataset={name}",
+            f"seed={seed}",
             *training,
             "train.ckpt_every=1000000",
             "eval.num_samples=0",
@@ -68,6 +69,7 @@ def bench_one(
     floor_mean, floor_sd = wasserstein2_floor(partial(sample_toy2d, name), N, draws=floor_draws, seed=202)
     row = {
         "dataset": name,
+        "train_seed": seed,
         "train_steps": run.step,
         "train_seconds": train_seconds,
         "w2_floor_mean": floor_mean,
@@ -113,7 +115,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"# Toy 2D: N(0, I) -> data, DDPM (configs/toy2d/ddpm.yaml), {training} per set",
         "",
         f"Command: `{meta['command']}`; commit {meta['commit']}; {meta['machine']}, "
-        f"{meta['threads']} threads, torch {meta['torch']}.",
+        f"{meta['threads']} threads, torch {meta['torch']}; training seed {rows[0]['train_seed']}.",
         "",
         "W2: exact, 10k samples vs 10k fresh points (lower is better), mean +- sd over "
         f"{rows[0]['sample_draws']} draws (sample seed i against fresh points of seed 1000 + i, the same "
@@ -148,6 +150,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="train exactly this many steps instead of a time budget")
     parser.add_argument("--floor-draws", type=int, default=5, help="pairs of fresh sets for the W2 floor")
     parser.add_argument("--sample-draws", type=int, default=3, help="sample draws per sampler")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the config's is 0)")
     parser.add_argument("--sets", default=",".join(PUBLISHED_SF2M), help="comma-separated data sets")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_toy2d")
@@ -166,7 +169,7 @@ def main() -> None:
     }
     print(meta["command"], flush=True)
     rows = [
-        bench_one(name, args.budget, args.steps, args.floor_draws, args.sample_draws, args.work)
+        bench_one(name, args.budget, args.steps, args.floor_draws, args.sample_draws, args.work, args.seed)
         for name in args.sets.split(",")
     ]
     args.out.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ class SelfAttention(nn.Module):
         qk = qk.view(B, L, 2, self.heads, C // self.heads)  # (B, L, 2, nh, hs)
         if rope is not None:
             qk = apply_rope(qk, rope)  # queries and keys rotated at once
-        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)  # (B, nh, L, hs)
+        q, k = (part.transpose(1, 2) for part in qk.unbind(2))  # (B, nh, L, hs) each
         v = v.view(B, L, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, L, hs)
         offset = 0
         if cache is not None:
